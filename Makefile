@@ -1,0 +1,32 @@
+# Two entry points, both safe on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is pinned here (not in pyproject) so CPU machines take the CPU wheel; GPU users install their own.
+TORCH ?= torch==2.13.0
+
+.PHONY: setup demo test lint bench clean
+
+$(BIN)/spatialgen: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/spatialgen
+
+demo: setup
+	$(BIN)/spatialgen scenes preview --out outputs/scenes-preview.png
+
+test: setup
+	$(BIN)/python -m pytest -n 2 -q
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/scenes_speed.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache
