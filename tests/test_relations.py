@@ -61,7 +61,9 @@ def test_dominant_axis_is_marked_on_exactly_one_2d_label_per_pair() -> None:
         assert all(count == 1 for count in per_pair.values())
 
 
-_RELATION = re.compile(r"^a (?P<a>[a-z ]+?) (?P<rel>" + "|".join(RELATION_PHRASES.values()) + r") a (?P<b>[a-z ]+?)( on .*)?$")
+_RELATION = re.compile(
+    r"^a (?P<a>[a-z ]+?) (?P<rel>" + "|".join(RELATION_PHRASES.values()) + r") a (?P<b>[a-z ]+?)( on .*)?$"
+)
 
 
 def test_relation_captions_name_unique_objects_and_state_clear_true_relations() -> None:
@@ -127,7 +129,9 @@ def test_default_mix_is_ten_percent_relational() -> None:
     assert relational / sum(DEFAULT_CAPTION_MIX.values()) == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize(("mix", "message"), [({"poem": 1.0}, "unknown caption kind"), ({"count": 0.0}, "positive sum")])
+@pytest.mark.parametrize(
+    ("mix", "message"), [({"poem": 1.0}, "unknown caption kind"), ({"count": 0.0}, "positive sum")]
+)
 def test_bad_caption_mixes_are_refused(mix: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         check_caption_mix(mix)

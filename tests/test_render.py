@@ -121,7 +121,10 @@ def test_lines_trace_every_part_boundary_and_nothing_else(scenes) -> None:
     for spec, r in scenes:
         lines, part = r.lines, r.part
         near_boundary = np.zeros_like(lines)
-        for a, b in (((slice(None), slice(1, None)), (slice(None), slice(None, -1))), ((slice(1, None),), (slice(None, -1),))):
+        for a, b in (
+            ((slice(None), slice(1, None)), (slice(None), slice(None, -1))),
+            ((slice(1, None),), (slice(None, -1),)),
+        ):
             diff = part[a] != part[b]
             near_boundary[a] |= diff
             near_boundary[b] |= diff

@@ -36,7 +36,6 @@ def test_samples_match_the_recorded_digest() -> None:
     assert sample_digest(scene_seed(0, 0), 32) == GOLDEN_DIGEST
 
 
-
 def test_draw_is_pythons_guaranteed_stream() -> None:
     draw = Draw(123)
     import random

@@ -42,7 +42,11 @@ def test_shards_round_trip_to_the_samples_that_made_them(dataset_dir: Path) -> N
     for i in range(PARAMS.n):
         assert_same_sample(shards[i], make_sample(scene_seed(PARAMS.seed, i), 32))
     manifest = json.loads((dataset_dir / "manifest.json").read_text())
-    assert manifest["complete"] and list(manifest["shards"]) == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
+    assert manifest["complete"] and list(manifest["shards"]) == [
+        "shard-000000.tar",
+        "shard-000001.tar",
+        "shard-000002.tar",
+    ]
     assert manifest["stats"]["samples"] == 7 and sum(e["count"] for e in manifest["shards"].values()) == 7
     with pytest.raises(IndexError):
         shards[7]

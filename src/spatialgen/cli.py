@@ -6,8 +6,9 @@ Heavy imports (torch, the renderer) happen inside commands, so ``spatialgen --he
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
 
 import typer
 
@@ -35,7 +36,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_callback(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
 ) -> None:
     """Spatially consistent text-to-image generation with latent diffusion models."""
@@ -56,7 +59,7 @@ def friendly_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _names(values: Optional[list[str]]) -> Optional[tuple[str, ...]]:
+def _names(values: list[str] | None) -> tuple[str, ...] | None:
     """Accept repeated options and comma-separated lists alike: --floors wood,grass --floors stone."""
     if not values:
         return None
@@ -64,7 +67,7 @@ def _names(values: Optional[list[str]]) -> Optional[tuple[str, ...]]:
 
 
 def _scene_config(
-    min_objects: int, max_objects: int, shapes: Optional[list[str]], colours: Optional[list[str]], floors: Optional[list[str]]
+    min_objects: int, max_objects: int, shapes: list[str] | None, colours: list[str] | None, floors: list[str] | None
 ) -> Any:
     from .scenes import SceneConfig
 
@@ -92,9 +95,9 @@ def scenes_make(
     workers: int = typer.Option(2, "--workers", help="Processes rendering shards in parallel."),
     min_objects: int = typer.Option(1, "--min-objects", help="Fewest objects per scene (1-5)."),
     max_objects: int = typer.Option(5, "--max-objects", help="Most objects per scene (1-5)."),
-    shapes: Optional[list[str]] = typer.Option(None, "--shapes", help=_SHAPES_HELP),
-    colours: Optional[list[str]] = typer.Option(None, "--colours", help=_COLOURS_HELP),
-    floors: Optional[list[str]] = typer.Option(None, "--floors", help=_FLOORS_HELP),
+    shapes: list[str] | None = typer.Option(None, "--shapes", help=_SHAPES_HELP),
+    colours: list[str] | None = typer.Option(None, "--colours", help=_COLOURS_HELP),
+    floors: list[str] | None = typer.Option(None, "--floors", help=_FLOORS_HELP),
     antialias: bool = typer.Option(True, "--antialias/--no-antialias", help="Antialias RGB at geometry edges."),
 ) -> None:
     """Write a sharded scene dataset (tar shards + manifest.json); re-run to resume."""
@@ -103,11 +106,21 @@ def scenes_make(
     from .scenes import DatasetParams, make_dataset
 
     config = _scene_config(min_objects, max_objects, shapes, colours, floors)
-    params = DatasetParams(n=n, resolution=resolution, seed=seed, shard_size=shard_size, antialias=antialias, config=config)
-    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    params = DatasetParams(
+        n=n, resolution=resolution, seed=seed, shard_size=shard_size, antialias=antialias, config=config
+    )
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("scenes", total=n)
-        manifest = make_dataset(out, params, workers=workers, on_progress=lambda done, total: progress.update(task, completed=done))
+        manifest = make_dataset(
+            out, params, workers=workers, on_progress=lambda done, total: progress.update(task, completed=done)
+        )
     console.print(f"wrote {n} scenes in {len(manifest['shards'])} shard(s) to {out}", highlight=False)
 
 
@@ -120,9 +133,9 @@ def scenes_preview(
     resolution: int = typer.Option(128, "--resolution", help="Render size, a multiple of 8."),
     min_objects: int = typer.Option(1, "--min-objects", help="Fewest objects per scene (1-5)."),
     max_objects: int = typer.Option(5, "--max-objects", help="Most objects per scene (1-5)."),
-    shapes: Optional[list[str]] = typer.Option(None, "--shapes", help=_SHAPES_HELP),
-    colours: Optional[list[str]] = typer.Option(None, "--colours", help=_COLOURS_HELP),
-    floors: Optional[list[str]] = typer.Option(None, "--floors", help=_FLOORS_HELP),
+    shapes: list[str] | None = typer.Option(None, "--shapes", help=_SHAPES_HELP),
+    colours: list[str] | None = typer.Option(None, "--colours", help=_COLOURS_HELP),
+    floors: list[str] | None = typer.Option(None, "--floors", help=_FLOORS_HELP),
 ) -> None:
     """Draw a grid of scenes: RGB, depth, normals, segmentation, lines and captions."""
     from .fileio import ensure_writable_dir
@@ -140,7 +153,9 @@ def scenes_preview(
 
 @scenes_app.command("info")
 @friendly_errors
-def scenes_info(path: Path = typer.Argument(..., help="A dataset directory written by `spatialgen scenes make`.")) -> None:
+def scenes_info(
+    path: Path = typer.Argument(..., help="A dataset directory written by `spatialgen scenes make`."),
+) -> None:
     """Summarise a scene dataset: parameters, progress and content statistics."""
     import json
 
@@ -151,7 +166,10 @@ def scenes_info(path: Path = typer.Argument(..., help="A dataset directory writt
     params = manifest["params"]
     done = sum(entry["count"] for entry in manifest["shards"].values())
     state = "complete" if manifest["complete"] else "incomplete: re-run the same `scenes make` command to finish"
-    console.print(f"{path}: {done} of {params['n']} scenes at {params['resolution']}px, seed {params['seed']} ({state})", highlight=False)
+    console.print(
+        f"{path}: {done} of {params['n']} scenes at {params['resolution']}px, seed {params['seed']} ({state})",
+        highlight=False,
+    )
     for key, value in manifest.get("stats", {}).items():
         console.print(f"  {key:24s} {value}", highlight=False)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 
 def ensure_writable_dir(path: str | os.PathLike[str], what: str = "output directory") -> Path:
@@ -18,7 +19,9 @@ def ensure_writable_dir(path: str | os.PathLike[str], what: str = "output direct
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as error:
-        raise ValueError(f"cannot write to {what} {str(path)!r} ({error.strerror or error}); choose a writable path") from error
+        raise ValueError(
+            f"cannot write to {what} {str(path)!r} ({error.strerror or error}); choose a writable path"
+        ) from error
     return path
 
 

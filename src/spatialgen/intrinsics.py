@@ -137,7 +137,7 @@ class Intrinsics:
         return _concatenate([self.depth, self.normal, self.segmentation, self.lines]) * 2.0 - 1.0
 
     @classmethod
-    def unpack(cls, packed: Any) -> "Intrinsics":
+    def unpack(cls, packed: Any) -> Intrinsics:
         """Inverse of :meth:`pack`; values are clipped to [0, 1] (decoders overshoot)."""
         if packed.shape[-3] != PACKED_CHANNELS:
             raise ValueError(f"packed intrinsics need {PACKED_CHANNELS} channels on axis -3, got {tuple(packed.shape)}")

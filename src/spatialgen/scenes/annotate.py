@@ -52,7 +52,7 @@ class ObjectAnnotation:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ObjectAnnotation":
+    def from_dict(cls, data: dict[str, Any]) -> ObjectAnnotation:
         data = dict(data)
         for key in ("position", "camera_position", "box", "visible_box", "centroid"):
             if data[key] is not None:
@@ -75,7 +75,7 @@ class Relation:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Relation":
+    def from_dict(cls, data: dict[str, Any]) -> Relation:
         return cls(**data)
 
 

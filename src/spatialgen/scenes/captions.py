@@ -17,8 +17,8 @@ depths differ by at least ``min_depth_gap`` world units; and both objects can be
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from .annotate import ObjectAnnotation, Relation
 from .catalog import COLOURS, FLOORS, NUMBER_WORDS, RELATION_PHRASES, SHAPES, SIZES

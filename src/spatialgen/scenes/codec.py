@@ -18,7 +18,16 @@ from .annotate import ObjectAnnotation, Relation
 from .spec import SceneSpec
 from .world import SceneSample
 
-FIELDS: tuple[str, ...] = ("rgb.png", "albedo.png", "shading.png", "instance.png", "lines.png", "depth.npy", "normal.npy", "json")
+FIELDS: tuple[str, ...] = (
+    "rgb.png",
+    "albedo.png",
+    "shading.png",
+    "instance.png",
+    "lines.png",
+    "depth.npy",
+    "normal.npy",
+    "json",
+)
 
 
 def _png(array: np.ndarray) -> bytes:

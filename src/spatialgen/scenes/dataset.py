@@ -15,7 +15,8 @@ draw fresh captions each epoch, reproducibly.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 import textwrap
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -43,7 +43,7 @@ def preview_grid(samples: Sequence[SceneSample], tile: int = 160) -> Image.Image
     for c, name in enumerate(COLUMNS):
         draw.text((_PAD + c * (tile + _PAD), _PAD // 2), name, fill="black", font=font)
     draw.text((_PAD + len(COLUMNS) * (tile + _PAD), _PAD // 2), "captions (all kinds)", fill="black", font=font)
-    for r, (sample, lines) in enumerate(zip(samples, rows)):
+    for r, (sample, lines) in enumerate(zip(samples, rows, strict=True)):
         y = header + r * row_height
         pictures = {"rgb": sample.rgb, **sample.intrinsics().visualise()}
         for c, name in enumerate(COLUMNS):

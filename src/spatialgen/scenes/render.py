@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .raycast import Hit, Rays, intersect
+from .raycast import Rays, intersect
 from .spec import CameraSpec, FloorSpec, SceneSpec
 
 FLOOR_ID = 0

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from typing import Sequence, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -106,7 +107,9 @@ def _draw_scene(draw: Draw, config: SceneConfig) -> SceneSpec | None:
         scale = SIZES[size] * draw.uniform(0.92, 1.08)
         yaw = draw.uniform(0.0, 90.0)
         for _ in range(_PLACEMENT_TRIES):
-            candidate = ObjectSpec(shape, colour, size, draw.uniform(-half, half), draw.uniform(-half, half), yaw, scale)
+            candidate = ObjectSpec(
+                shape, colour, size, draw.uniform(-half, half), draw.uniform(-half, half), yaw, scale
+            )
             if all(_apart(candidate, other) for other in objects):
                 objects.append(candidate)
                 break

@@ -21,9 +21,10 @@ import os
 import tarfile
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .. import __version__
 from ..fileio import atomic_open, atomic_write_json, ensure_writable_dir
@@ -53,7 +54,7 @@ class DatasetParams:
     config: SceneConfig = SceneConfig()
     rules: CaptionRules = CaptionRules()
 
-    def validate(self) -> "DatasetParams":
+    def validate(self) -> DatasetParams:
         if self.n <= 0:
             raise ValueError(f"n (number of scenes) must be positive, got {self.n}")
         if self.shard_size <= 0:
@@ -240,7 +241,9 @@ class SceneShards:
         self.root = Path(root)
         path = self.root / MANIFEST
         if not path.exists():
-            raise FileNotFoundError(f"no {MANIFEST} in {str(self.root)!r}: make one with `spatialgen scenes make --out DIR`")
+            raise FileNotFoundError(
+                f"no {MANIFEST} in {str(self.root)!r}: make one with `spatialgen scenes make --out DIR`"
+            )
         self.manifest = json.loads(path.read_text())
         if self.manifest.get("format") != FORMAT:
             raise ValueError(f"{path} is not a spatialgen scene manifest")
@@ -307,4 +310,3 @@ def _index_shard(path: Path) -> list[tuple[str, dict[str, tuple[int, int]]]]:
             key, _, field = member.name.partition(".")
             samples.setdefault(key, {})[field] = (member.offset_data, member.size)
     return [(path.name, samples[key]) for key in sorted(samples)]
-

@@ -129,7 +129,7 @@ class SceneSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SceneSpec":
+    def from_dict(cls, data: dict[str, Any]) -> SceneSpec:
         floor = dict(data["floor"])
         floor["colour_a"], floor["colour_b"] = tuple(floor["colour_a"]), tuple(floor["colour_b"])
         camera = dict(data["camera"])
@@ -164,7 +164,7 @@ class SceneConfig:
     min_visible_area: float = 0.006
     max_attempts: int = 64
 
-    def validate(self) -> "SceneConfig":
+    def validate(self) -> SceneConfig:
         check_names("shape", self.shapes, SHAPES)
         check_names("colour", self.colours, tuple(COLOURS))
         check_names("size", self.sizes, tuple(SIZES))
@@ -186,7 +186,7 @@ class SceneConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SceneConfig":
+    def from_dict(cls, data: dict[str, Any]) -> SceneConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 

@@ -56,7 +56,9 @@ class SceneSample:
         depth = disparity_from_depth(self.depth)[None]
         normal = normal_to_unit_range(np.moveaxis(self.normal.astype(np.float32), -1, 0))
         segmentation = np.moveaxis(colour_segmentation(self.instance), -1, 0).astype(np.float32) / 255.0
-        return Intrinsics(depth=depth, normal=normal, segmentation=segmentation, lines=self.lines[None].astype(np.float32))
+        return Intrinsics(
+            depth=depth, normal=normal, segmentation=segmentation, lines=self.lines[None].astype(np.float32)
+        )
 
     def metadata(self) -> dict[str, Any]:
         """Everything but the pixels, JSON-serialisable."""

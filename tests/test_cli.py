@@ -1,0 +1,86 @@
+"""The command line, end to end, with its error messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from spatialgen import __version__
+from spatialgen.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_help_lists_every_command_with_its_summary() -> None:
+    result = run("--help")
+    assert result.exit_code == 0 and "scenes" in result.output
+    result = run("scenes", "--help")
+    assert result.exit_code == 0
+    for command in ("make", "preview", "info"):
+        assert command in result.output
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_make_info_and_preview_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "scenes"
+    result = run(
+        "scenes", "make", "--out", str(out), "--n", "5", "--resolution", "32", "--seed", "3", "--shard-size", "2"
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["params"]["n"] == 5 and len(manifest["shards"]) == 3
+    result = run("scenes", "info", str(out))
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0 and "5 of 5 scenes at 32px, seed 3 (complete)" in text
+
+    png = tmp_path / "preview.png"
+    result = run("scenes", "preview", "--out", str(png), "--n", "2", "--resolution", "32", "--floors", "wood,grass")
+    assert result.exit_code == 0, result.output
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.width > 5 * 32
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--resolution", "0"], "positive multiple of 8"),
+        (["--resolution", "100"], "positive multiple of 8"),
+        (["--n", "0"], "must be positive"),
+        (["--floors", "marble"], "unknown floor name(s) ['marble']"),
+        (["--shapes", "cube,torus"], "unknown shape name(s) ['torus']"),
+        (["--min-objects", "6"], "max_objects <= 5"),
+    ],
+)
+def test_make_refuses_bad_arguments_with_a_clear_message(tmp_path: Path, args: list[str], message: str) -> None:
+    base = {"--n": "3", "--resolution": "32"}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value
+    flat = [item for pair in base.items() for item in pair]
+    result = run("scenes", "make", "--out", str(tmp_path / "out"), *flat)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_make_refuses_an_unwritable_output_directory(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run("scenes", "make", "--out", str(blocker / "out"), "--n", "2", "--resolution", "32")
+    assert result.exit_code == 2 and "cannot write to output directory" in " ".join(result.output.split())
+
+
+def test_info_on_a_directory_without_a_dataset(tmp_path: Path) -> None:
+    result = run("scenes", "info", str(tmp_path))
+    assert result.exit_code == 2 and "no manifest.json" in result.output
