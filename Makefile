@@ -17,6 +17,7 @@ $(BIN)/spatialgen: pyproject.toml
 setup: $(BIN)/spatialgen
 
 demo: setup
+	$(BIN)/spatialgen generate "a red cube to the left of a blue sphere" --n 4 --out outputs/generate
 	$(BIN)/spatialgen scenes preview --out outputs/scenes-preview.png
 
 test: setup
@@ -27,6 +28,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/scenes_speed.py
+	$(BIN)/python benchmarks/embedded_model.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -21,7 +21,11 @@ def run(*args: str):
 
 def test_help_lists_every_command_with_its_summary() -> None:
     result = run("--help")
-    assert result.exit_code == 0 and "scenes" in result.output
+    for command in ("scenes", "generate", "train"):
+        assert command in result.output
+    assert result.exit_code == 0
+    result = run("train", "--help")
+    assert result.exit_code == 0 and "base" in result.output and "recogniser" in result.output
     result = run("scenes", "--help")
     assert result.exit_code == 0
     for command in ("make", "preview", "info"):
@@ -84,3 +88,68 @@ def test_make_refuses_an_unwritable_output_directory(tmp_path: Path) -> None:
 def test_info_on_a_directory_without_a_dataset(tmp_path: Path) -> None:
     result = run("scenes", "info", str(tmp_path))
     assert result.exit_code == 2 and "no manifest.json" in result.output
+
+
+def test_generate_on_the_embedded_model_end_to_end(tmp_path: Path) -> None:
+    result = run(
+        "generate",
+        "a red cube to the left of a blue sphere",
+        "--n",
+        "2",
+        "--steps",
+        "2",
+        "--seed",
+        "7",
+        "--out",
+        str(tmp_path),
+    )
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert names == [
+        "000-a-red-cube-to-the-left-of-a-blue-sphere-seed7.png",
+        "000-a-red-cube-to-the-left-of-a-blue-sphere-seed8.png",
+        "grid.png",
+    ]
+    with Image.open(tmp_path / names[0]) as image:
+        assert image.size == (64, 64)
+        meta = json.loads(image.text["parameters"])
+    assert meta["prompt"] == "a red cube to the left of a blue sphere" and meta["seed"] == 7
+    assert meta["steps"] == 2 and meta["scheduler"] == "ddim" and meta["model"] == "embedded"
+
+
+def test_generate_from_a_prompt_file(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a green cone\n# skipped\na yellow sphere on the grass\n")
+    result = run(
+        "generate",
+        "--prompts",
+        str(prompts),
+        "--n",
+        "1",
+        "--steps",
+        "1",
+        "--scheduler",
+        "dpm",
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out").glob("*.json"))) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["a red dragon", "--strict"], "outside the model's vocabulary: dragon"),
+        (["a red cube", "--steps", "0"], "--steps must be a positive"),
+        (["a red cube", "--size", "50"], "multiple of 16"),
+        (["a red cube", "--model", "/no/such/model"], "neither an existing folder nor a hub id"),
+        (["a red cube", "--device", "quantum"], "unknown device"),
+        ([], "give either a PROMPT argument or --prompts FILE"),
+    ],
+)
+def test_generate_refuses_bad_input_with_a_clear_message(tmp_path: Path, args: list[str], message: str) -> None:
+    result = run("generate", *args, "--out", str(tmp_path))
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert not list(tmp_path.glob("*.png"))

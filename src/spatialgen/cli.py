@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import typer
 
 from . import __version__
-from .logs import console, setup_logging
+from .logs import console, quiet_libraries, setup_logging
 
 app = typer.Typer(
     name="spatialgen",
@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 scenes_app = typer.Typer(help="The procedural scene world: make datasets, preview scenes.", no_args_is_help=True)
 app.add_typer(scenes_app, name="scenes")
+train_app = typer.Typer(help="Train models: the embedded base model (more methods follow).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -172,6 +174,123 @@ def scenes_info(
     )
     for key, value in manifest.get("stats", {}).items():
         console.print(f"  {key:24s} {value}", highlight=False)
+
+
+@app.command("generate")
+@friendly_errors
+def generate(
+    prompt: str | None = typer.Argument(None, help="The prompt (or use --prompts FILE)."),
+    out: Path = typer.Option(
+        Path("outputs/generate"), "--out", help="Folder for the PNGs, JSON sidecars and grid.png."
+    ),
+    prompts: Path | None = typer.Option(None, "--prompts", help="Text file with one prompt per line (# comments)."),
+    n: int = typer.Option(4, "--n", help="Images per prompt; image k uses seed + k."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the first image of each prompt."),
+    steps: int = typer.Option(25, "--steps", help="Denoising steps."),
+    guidance: float = typer.Option(7.5, "--guidance", help="Classifier-free guidance scale (<= 1 turns it off)."),
+    scheduler: str = typer.Option("ddim", "--scheduler", help="Sampler: ddim, dpm (DPM-Solver++), ddpm or euler."),
+    size: int | None = typer.Option(None, "--size", help="Image side in pixels (default: the model's native size)."),
+    negative: str | None = typer.Option(None, "--negative", help="Negative prompt."),
+    model: str = typer.Option("embedded", "--model", help="'embedded', a diffusers pipeline folder, or a hub id."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
+    half: bool = typer.Option(False, "--half", help="Run in float16 (GPU only)."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Images per forward batch."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse prompts with words the model does not know."),
+) -> None:
+    """Generate images from a prompt (or a prompt file): PNGs with their settings, sidecars and a grid."""
+    import torch
+
+    from .generate import (
+        GenerationSettings,
+        generate_images,
+        native_size,
+        read_prompt_file,
+        save_generated,
+        settings_metadata,
+    )
+    from .models import load_pipeline
+
+    quiet_libraries()
+    if (prompt is None) == (prompts is None):
+        raise ValueError("give either a PROMPT argument or --prompts FILE (exactly one)")
+    prompt_list = read_prompt_file(prompts) if prompts is not None else [prompt]
+    settings = GenerationSettings(steps, guidance, scheduler, size, negative).validate()
+    if half and not str(device).startswith("cuda"):
+        raise ValueError("--half needs --device cuda: float16 on the CPU is slow and inexact")
+    pipe = load_pipeline(model, device, torch.float16 if half else torch.float32, scheduler)
+    results = generate_images(pipe, prompt_list, n, seed, settings, batch_size, strict)
+    metadata = settings_metadata(settings, model, settings.size or native_size(pipe))
+    saved = save_generated(results, out, metadata)
+    console.print(f"wrote {len(saved)} image(s) and grid.png to {out}", highlight=False)
+
+
+@train_app.command("base")
+@friendly_errors
+def train_base_command(
+    data: Path | None = typer.Option(None, "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder: config, checkpoints, samples, pipeline/."),
+    config: Path | None = typer.Option(None, "--config", help="A run's config.json to reproduce (flags override it)."),
+    vae_steps: int | None = typer.Option(None, "--vae-steps", help="VAE training steps."),
+    diffusion_steps: int | None = typer.Option(None, "--diffusion-steps", help="UNet + text encoder steps."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size per process."),
+    max_scenes: int | None = typer.Option(None, "--max-scenes", help="Use only the first N scenes."),
+    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
+    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
+    resume: str | None = typer.Option(None, "--resume", help="'latest' or a checkpoint folder."),
+    cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU even if a GPU is present."),
+) -> None:
+    """Train the embedded-style base model: VAE, then text encoder + UNet (EMA), under accelerate."""
+    from .models.training import BaseTrainConfig, train_base
+
+    quiet_libraries()
+    overrides = {
+        "data": str(data) if data else None,
+        "out": str(out) if out else None,
+        "vae_steps": vae_steps,
+        "diffusion_steps": diffusion_steps,
+        "batch_size": batch_size,
+        "max_scenes": max_scenes,
+        "checkpoint_every": checkpoint_every,
+        "seed": seed,
+    }
+    if config is not None:
+        if not config.is_file():
+            raise FileNotFoundError(f"--config {str(config)!r} does not exist")
+        cfg = BaseTrainConfig.from_file(config, **overrides)
+    else:
+        if data is None or out is None:
+            raise ValueError("pass --data DIR and --out DIR (or --config RUN/config.json)")
+        cfg = BaseTrainConfig(**{k: v for k, v in overrides.items() if v is not None}).validate()
+    pipeline = train_base(cfg, resume=resume, cpu=cpu)
+    console.print(f"trained pipeline written to {pipeline}; try: spatialgen generate 'a red cube' --model {pipeline}")
+
+
+@train_app.command("recogniser")
+@friendly_errors
+def train_recogniser_command(
+    data: Path = typer.Option(..., "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
+    out: Path = typer.Option(..., "--out", help="Folder for recogniser.safetensors and recogniser.json."),
+    steps: int = typer.Option(1500, "--steps", help="Training steps."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Batch size."),
+    max_scenes: int = typer.Option(10000, "--max-scenes", help="Use only the first N scenes."),
+    held_out: int = typer.Option(500, "--held-out", help="Held-out scenes (sampled with --held-out-seed) to score."),
+    held_out_seed: int = typer.Option(999, "--held-out-seed", help="Dataset seed of the held-out scenes."),
+    seed: int = typer.Option(0, "--seed", help="Training seed."),
+) -> None:
+    """Train the scene-world object recogniser on exact labels and print its held-out accuracy."""
+    import json
+
+    from .eval.recogniser_training import LabelledScenes, score_recogniser, train_recogniser
+    from .fileio import atomic_write_json, ensure_writable_dir
+    from .scenes import make_sample, scene_seed
+
+    ensure_writable_dir(out)
+    recogniser = train_recogniser(LabelledScenes.from_shards(data, max_scenes), steps, batch_size, seed=seed)
+    recogniser.save(out)
+    held = [make_sample(scene_seed(held_out_seed, i), recogniser.resolution) for i in range(held_out)]
+    scores = score_recogniser(recogniser, held)
+    atomic_write_json(out / "held-out.json", {**scores, "held_out_seed": held_out_seed, "held_out": held_out})
+    console.print(json.dumps(scores, indent=2), highlight=False)
 
 
 def main() -> None:

@@ -1,0 +1,227 @@
+"""Text-to-image generation to files: PNGs carrying their settings, JSON sidecars and a grid.
+
+Every image gets its own seed (``seed + k`` for the k-th image of a prompt) and its own torch
+generator, so an image is reproduced by its seed alone, whatever batch it was drawn in.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+from tqdm.auto import tqdm
+
+from . import __version__
+from .fileio import atomic_write_bytes, atomic_write_json, ensure_writable_dir
+from .models.pipeline import SCHEDULERS, make_scheduler
+from .models.tokenizer import prompt_length, unknown_words
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    steps: int = 25
+    guidance: float = 7.5
+    scheduler: str = "ddim"
+    size: int | None = None  # None: the model's native size
+    negative_prompt: str | None = None
+
+    def validate(self) -> GenerationSettings:
+        if self.steps <= 0:
+            raise ValueError(f"--steps must be a positive number of denoising steps, got {self.steps}")
+        if self.guidance < 0 or not math.isfinite(self.guidance):
+            raise ValueError(f"--guidance must be a finite number >= 0 (1 or less turns CFG off), got {self.guidance}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown --scheduler {self.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+        return self
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    prompt: str
+    seed: int
+    image: Image.Image
+    path: Path | None = None
+
+
+def size_multiple(pipe: Any) -> int:
+    """Image sides must be multiples of this: VAE downsampling times the UNet's halvings."""
+    return int(pipe.vae_scale_factor) * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+
+
+def native_size(pipe: Any) -> int:
+    return int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+
+
+def check_size(pipe: Any, size: int) -> int:
+    multiple = size_multiple(pipe)
+    if size <= 0 or size % multiple:
+        raise ValueError(
+            f"image size {size} does not fit this model: use a positive multiple of {multiple} "
+            f"(its native size is {native_size(pipe)})"
+        )
+    return size
+
+
+def check_prompts(pipe: Any, prompts: Sequence[str], strict: bool = False) -> None:
+    """Warn about (or, with ``strict``, refuse) words the tokenizer cannot represent and over-long prompts."""
+    if not prompts:
+        raise ValueError("no prompts given: pass a prompt, or --prompts FILE with one prompt per line")
+    problems = []
+    for prompt in prompts:
+        unknown = unknown_words(pipe.tokenizer, prompt)
+        if unknown:
+            problems.append(
+                f"prompt {prompt!r} has words outside the model's vocabulary: {', '.join(unknown)} (they become <unk>)"
+            )
+        length = prompt_length(pipe.tokenizer, prompt)
+        if length > pipe.tokenizer.model_max_length:
+            problems.append(
+                f"prompt {prompt!r} is {length} tokens long; the model reads only the first "
+                f"{pipe.tokenizer.model_max_length} (start and end included)"
+            )
+    if problems and strict:
+        raise ValueError("; ".join(problems) + ". Rephrase, or drop --strict to generate anyway")
+    for problem in problems:
+        logger.warning(problem)
+
+
+def read_prompt_file(path: str | os.PathLike[str]) -> list[str]:
+    """One prompt per line; blank lines and lines starting with # are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt file {str(path)!r} does not exist")
+    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    prompts = [p for p in prompts if p and not p.startswith("#")]
+    if not prompts:
+        raise ValueError(f"prompt file {str(path)!r} holds no prompts (one per line; # starts a comment)")
+    return prompts
+
+
+@torch.no_grad()
+def generate_images(
+    pipe: Any,
+    prompts: Sequence[str],
+    n: int = 1,
+    seed: int = 0,
+    settings: GenerationSettings | None = None,
+    batch_size: int = 4,
+    strict: bool = False,
+    progress: bool = True,
+) -> list[GeneratedImage]:
+    """``n`` images per prompt; image k of a prompt uses seed ``seed + k``."""
+    settings = (settings or GenerationSettings()).validate()
+    if n <= 0:
+        raise ValueError(f"--n must be a positive number of images per prompt, got {n}")
+    if batch_size <= 0:
+        raise ValueError(f"--batch-size must be positive, got {batch_size}")
+    size = check_size(pipe, settings.size or native_size(pipe))
+    check_prompts(pipe, prompts, strict)
+    if type(pipe.scheduler).__name__ != type(make_scheduler(settings.scheduler, pipe.scheduler.config)).__name__:
+        pipe.scheduler = make_scheduler(settings.scheduler, pipe.scheduler.config)
+    jobs = [(prompt, seed + k) for prompt in prompts for k in range(n)]
+    device = pipe._execution_device
+    out: list[GeneratedImage] = []
+    with tqdm(total=len(jobs), desc="generating", unit="image", disable=not progress) as bar:
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start : start + batch_size]
+            generators = [torch.Generator(device).manual_seed(s) for _, s in chunk]
+            images = pipe(
+                [p for p, _ in chunk],
+                height=size,
+                width=size,
+                num_inference_steps=settings.steps,
+                guidance_scale=settings.guidance,
+                negative_prompt=[settings.negative_prompt] * len(chunk) if settings.negative_prompt else None,
+                generator=generators,
+                output_type="pil",
+            ).images
+            out.extend(GeneratedImage(p, s, im) for (p, s), im in zip(chunk, images, strict=True))
+            bar.update(len(chunk))
+    return out
+
+
+def slug(text: str, limit: int = 48) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].rstrip("-") or "prompt"
+
+
+def png_bytes(image: Image.Image, metadata: dict[str, Any]) -> bytes:
+    """PNG with ``metadata`` as JSON in a ``parameters`` text chunk (and the prompt on its own)."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", json.dumps(metadata, sort_keys=True))
+    info.add_text("prompt", str(metadata.get("prompt", "")))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def save_generated(
+    results: Sequence[GeneratedImage], out: str | os.PathLike[str], common: dict[str, Any], grid: bool = True
+) -> list[GeneratedImage]:
+    """Write each image (PNG + metadata) and a JSON sidecar, then ``grid.png``; returns them with paths."""
+    folder = ensure_writable_dir(out)
+    prompts = list(dict.fromkeys(r.prompt for r in results))
+    saved = []
+    for r in results:
+        name = f"{prompts.index(r.prompt):03d}-{slug(r.prompt)}-seed{r.seed}"
+        metadata = {**common, "prompt": r.prompt, "seed": r.seed, "spatialgen": __version__, "file": f"{name}.png"}
+        atomic_write_bytes(folder / f"{name}.png", png_bytes(r.image, metadata))
+        atomic_write_json(folder / f"{name}.json", metadata)
+        saved.append(GeneratedImage(r.prompt, r.seed, r.image, folder / f"{name}.png"))
+    if grid and results:
+        buffer = io.BytesIO()
+        columns = max(1, sum(1 for r in results if r.prompt == results[0].prompt))
+        image_grid([r.image for r in results], [f"{r.prompt} (seed {r.seed})" for r in results], columns).save(
+            buffer, format="PNG"
+        )
+        atomic_write_bytes(folder / "grid.png", buffer.getvalue())
+    return saved
+
+
+def image_grid(
+    images: Sequence[Image.Image], captions: Sequence[str] | None = None, columns: int | None = None
+) -> Image.Image:
+    """Images in rows of ``columns`` (default: a near-square grid), each with its caption wrapped below."""
+    if not images:
+        raise ValueError("image_grid needs at least one image")
+    columns = columns or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    tile = max(128, max(im.width for im in images))
+    font = ImageFont.load_default()
+    chars = max(8, tile // 6)
+    wrapped = [_wrap(c, chars) for c in (captions or [""] * len(images))]
+    text_h = 12 * max((len(w) for w in wrapped), default=0) + 4
+    pad = 4
+    canvas = Image.new("RGB", (columns * (tile + pad) + pad, rows * (tile + text_h + pad) + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (im, lines) in enumerate(zip(images, wrapped, strict=True)):
+        x, y = pad + (i % columns) * (tile + pad), pad + (i // columns) * (tile + text_h + pad)
+        canvas.paste(im.convert("RGB").resize((tile, tile), Image.NEAREST), (x, y))
+        for j, line in enumerate(lines):
+            draw.text((x, y + tile + 2 + 12 * j), line, fill="black", font=font)
+    return canvas
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
+def settings_metadata(settings: GenerationSettings, model: str, size: int) -> dict[str, Any]:
+    return {**asdict(settings), "size": size, "model": model}

@@ -1,0 +1,81 @@
+"""Scene-world training data held in memory, for models small enough that disk reads would dominate.
+
+A 64 px scene is 12 KB of pixels, so tens of thousands fit in RAM; batches are drawn by index
+with a generator seeded from (seed, step), which makes a resumed run draw exactly the batches
+an uninterrupted one would have drawn.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..scenes.captions import DEFAULT_CAPTION_MIX, check_caption_mix, choose_caption
+from ..scenes.sampling import Draw
+from ..scenes.shards import SceneShards
+
+
+@dataclass
+class SceneTensors:
+    """RGB images (uint8, N x 3 x H x W) and every caption of each scene."""
+
+    images: torch.Tensor
+    captions: list[dict[str, str]]
+
+    @classmethod
+    def from_shards(cls, root: str | os.PathLike[str], limit: int | None = None, progress: bool = True) -> SceneTensors:
+        shards = SceneShards(root)
+        n = len(shards) if limit is None else min(limit, len(shards))
+        if n == 0:
+            raise ValueError(f"the dataset at {str(root)!r} holds no scenes; make one with `spatialgen scenes make`")
+        images = torch.empty((n, 3, shards.resolution, shards.resolution), dtype=torch.uint8)
+        captions: list[dict[str, str]] = []
+        for i in tqdm(range(n), desc="loading scenes", disable=not progress, unit="scene"):
+            sample = shards[i]
+            images[i] = torch.from_numpy(np.ascontiguousarray(np.moveaxis(sample.rgb, -1, 0)))
+            captions.append(sample.captions)
+        shards.close()
+        return cls(images, captions)
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    @property
+    def resolution(self) -> int:
+        return int(self.images.shape[-1])
+
+
+def batch_generator(seed: int, step: int, rank: int = 0) -> np.random.Generator:
+    """The generator of one training step: independent of how the run was interrupted."""
+    return np.random.default_rng([seed, step, rank])
+
+
+def draw_indices(rng: np.random.Generator, n: int, batch_size: int) -> np.ndarray:
+    return rng.integers(0, n, size=batch_size)
+
+
+def draw_captions(
+    rng: np.random.Generator,
+    captions: Sequence[Mapping[str, str]],
+    indices: np.ndarray,
+    mix: Mapping[str, float] | None = None,
+    dropout: float = 0.0,
+) -> list[str]:
+    """One caption per index, of a kind drawn with ``mix``; ``dropout`` of them replaced by "" (for CFG)."""
+    mix = check_caption_mix(mix or DEFAULT_CAPTION_MIX)
+    seeds = rng.integers(0, 2**63 - 1, size=len(indices))
+    dropped = rng.random(len(indices)) < dropout
+    out = []
+    for index, seed, drop in zip(indices, seeds, dropped, strict=True):
+        out.append("" if drop else choose_caption(captions[int(index)], mix, Draw(int(seed)))[1])
+    return out
+
+
+def to_pixels(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images to float in [-1, 1], the VAE's input range."""
+    return images.float() / 127.5 - 1.0

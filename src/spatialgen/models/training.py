@@ -1,0 +1,449 @@
+"""Training the embedded model from scratch: the VAE first, then text encoder + UNet jointly.
+
+``spatialgen train base --data DIR --out RUN`` runs both stages under accelerate. A run folder
+holds:
+
+* ``config.json``: the :class:`BaseTrainConfig` (the one command that reproduces the run);
+* ``checkpoints/<stage>-<step>/``: atomic checkpoints (weights and EMA as safetensors, the
+  optimizer, the step); ``--resume latest`` continues from the newest one, drawing exactly the
+  batches an uninterrupted run would have drawn;
+* ``vae/``: the finished VAE, with its latent scaling factor measured on the data;
+* ``samples/``: sample grids from the EMA weights at every checkpoint;
+* ``pipeline/``: the finished ``StableDiffusionPipeline`` (EMA weights), loadable with
+  ``--model RUN/pipeline``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline
+from diffusers.training_utils import EMAModel
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from ..fileio import atomic_write_json, ensure_writable_dir, replace_dir
+from ..scenes.captions import DEFAULT_CAPTION_MIX, check_caption_mix
+from .config import TinySDConfig
+from .data import SceneTensors, batch_generator, draw_captions, draw_indices, to_pixels
+from .pipeline import build_pipeline, save_pipeline
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("vae", "diffusion")
+# Settings a resumed run may change: training longer or shorter, checkpointing more or less often.
+RESUMABLE_CHANGES = ("diffusion_steps", "checkpoint_every", "keep_checkpoints")
+SAMPLE_PROMPTS = (
+    "a red cube on a checkered floor",
+    "a blue sphere on the grass",
+    "a large yellow cylinder and a small green cone on a wooden floor",
+    "two purple cubes on a stone floor",
+    "a cyan sphere to the left of a brown cube",
+    "a gray cone and a red sphere on the grass",
+    "three spheres on a checkered floor",
+    "a large blue cube on a wooden floor",
+)
+
+
+@dataclass
+class BaseTrainConfig:
+    """Everything that determines a base-model training run (saved as ``config.json``)."""
+
+    data: str
+    out: str
+    model: dict[str, Any] = field(default_factory=lambda: TinySDConfig().to_dict())
+    vae_steps: int = 2000
+    diffusion_steps: int = 4000
+    batch_size: int = 32
+    vae_lr: float = 1e-3
+    diffusion_lr: float = 3e-4
+    warmup_steps: int = 200
+    kl_weight: float = 1e-6
+    caption_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CAPTION_MIX))
+    caption_dropout: float = 0.1
+    ema_decay: float = 0.999
+    snr_gamma: float | None = 5.0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    max_scenes: int | None = None
+    seed: int = 0
+
+    def validate(self) -> BaseTrainConfig:
+        TinySDConfig.from_dict(self.model)
+        check_caption_mix(self.caption_mix)
+        for name in ("vae_steps", "diffusion_steps", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("batch_size", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.caption_dropout < 1:
+            raise ValueError(f"caption_dropout must be in [0, 1), got {self.caption_dropout}")
+        if not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        return self
+
+    @property
+    def model_config(self) -> TinySDConfig:
+        return TinySDConfig.from_dict(self.model)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **overrides: Any) -> BaseTrainConfig:
+        """Read a run's ``config.json``, or the ``spatialgen.json`` of a trained pipeline (its
+        ``training`` entry): the shipped model is reproduced from the file shipped with it."""
+        data = json.loads(Path(path).read_text())
+        if "training" in data:
+            data = data["training"]
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**data).validate()
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _checkpoint_name(stage: str, step: int) -> str:
+    return f"{stage}-{step:07d}"
+
+
+def list_checkpoints(run: Path) -> list[tuple[int, int, Path]]:
+    """(stage index, step, folder) of the complete checkpoints of a run, oldest first."""
+    found = []
+    for path in (run / "checkpoints").glob("*-*"):
+        match = re.fullmatch(r"(vae|diffusion)-(\d+)", path.name)
+        if match and (path / "state.json").is_file():
+            found.append((STAGES.index(match[1]), int(match[2]), path))
+    return sorted(found)
+
+
+def save_checkpoint(
+    run: Path,
+    stage: str,
+    step: int,
+    modules: dict[str, torch.nn.Module],
+    optimizer: Any,
+    ema: EMAModel | None,
+    keep: int,
+) -> Path:
+    folder = run / "checkpoints" / _checkpoint_name(stage, step)
+    with replace_dir(folder) as tmp:
+        for name, module in modules.items():
+            save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp / f"{name}.safetensors"))
+        if ema is not None:
+            shadow = {f"{i:05d}": p.detach().contiguous() for i, p in enumerate(ema.shadow_params)}
+            save_file(shadow, str(tmp / "ema.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        state = {"stage": stage, "step": step, "ema_step": ema.optimization_step if ema is not None else None}
+        atomic_write_json(tmp / "state.json", state)
+    for _, _, old in list_checkpoints(run)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def load_checkpoint(folder: Path, modules: dict[str, torch.nn.Module], optimizer: Any, ema: EMAModel | None) -> int:
+    for name, module in modules.items():
+        module.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    state = json.loads((folder / "state.json").read_text())
+    if ema is not None:
+        shadow = load_file(str(folder / "ema.safetensors"))
+        ema.shadow_params = [shadow[f"{i:05d}"].to(p.device) for i, p in enumerate(ema.shadow_params)]
+        ema.optimization_step = state["ema_step"]
+    return int(state["step"])
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def warmup_lambda(warmup: int):
+    return lambda step: min(1.0, (step + 1) / max(1, warmup))
+
+
+def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per element, averaged."""
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
+
+
+def min_snr_weights(scheduler: DDPMScheduler, timesteps: torch.Tensor, gamma: float | None) -> torch.Tensor:
+    """Min-SNR-gamma loss weights (Hang et al. 2023) for the epsilon or v objective; ones if gamma is None."""
+    if gamma is None:
+        return torch.ones_like(timesteps, dtype=torch.float32)
+    alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
+    snr = alphas / (1 - alphas)
+    clipped = torch.clamp(snr, max=gamma)
+    if scheduler.config.prediction_type == "v_prediction":
+        return clipped / (snr + 1)
+    return clipped / snr
+
+
+def diffusion_loss(
+    unet: torch.nn.Module,
+    text_encoder: torch.nn.Module,
+    tokenizer: Any,
+    noise_scheduler: DDPMScheduler,
+    latents: torch.Tensor,
+    prompts: list[str],
+    generator: torch.Generator,
+    snr_gamma: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SD's denoising objective on scaled latents: (weighted mean loss, unweighted per-sample MSE).
+
+    Noise and timesteps come from ``generator`` (on the CPU, then moved), so a step is
+    reproducible on any device.
+    """
+    device = latents.device
+    noise = torch.randn(latents.shape, generator=generator).to(device)
+    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(latents),), generator=generator).to(device)
+    noisy = noise_scheduler.add_noise(latents, noise, t)
+    ids = tokenizer(
+        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    )
+    hidden = text_encoder(ids.input_ids.to(device))[0]
+    pred = unet(noisy, t, hidden).sample
+    if noise_scheduler.config.prediction_type == "epsilon":
+        target = noise
+    else:
+        target = noise_scheduler.get_velocity(latents, noise, t)
+    per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    return (per_sample * min_snr_weights(noise_scheduler, t, snr_gamma)).mean(), per_sample
+
+
+def measure_scaling_factor(vae: AutoencoderKL, images: torch.Tensor, batch: int = 256) -> float:
+    """1 / std of the latents (SD's convention), measured over ``images``."""
+    with torch.no_grad():
+        latents = torch.cat(
+            [vae.encode(to_pixels(images[i : i + batch])).latent_dist.mean for i in range(0, len(images), batch)]
+        )
+    return float(1.0 / latents.std())
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+class _VAEForTraining(torch.nn.Module):
+    """One forward pass (encode, sample, decode) so that accelerate's DDP wrapper sees every use."""
+
+    def __init__(self, vae: AutoencoderKL) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        posterior = self.vae.encode(x).latent_dist
+        return self.vae.decode(posterior.sample()).sample, posterior.mean, posterior.logvar
+
+
+def train_vae(
+    cfg: BaseTrainConfig, data: SceneTensors, vae: AutoencoderKL, accelerator: Accelerator, resume: Path | None
+) -> AutoencoderKL:
+    run = Path(cfg.out)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    start = load_checkpoint(resume, {"vae": vae}, optimizer, None) if resume else 0
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.warmup_steps), last_epoch=-1)
+    for _ in range(start):
+        scheduler.step()
+    model, optimizer = accelerator.prepare(_VAEForTraining(vae), optimizer)
+    model.train()
+    bar = tqdm(
+        range(start, cfg.vae_steps),
+        desc="VAE",
+        initial=start,
+        total=cfg.vae_steps,
+        disable=not accelerator.is_main_process,
+    )
+    for step in bar:
+        rng = batch_generator(cfg.seed, step, accelerator.process_index)
+        x = to_pixels(data.images[draw_indices(rng, len(data), cfg.batch_size)]).to(accelerator.device)
+        recon, mean, logvar = model(x)
+        rec = F.mse_loss(recon, x)
+        loss = rec + cfg.kl_weight * kl_divergence(mean, logvar)
+        accelerator.backward(loss)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        bar.set_postfix(mse=f"{rec.item():.4f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+        done = step + 1
+        if accelerator.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.vae_steps):
+            save_checkpoint(run, "vae", done, {"vae": vae}, optimizer, None, cfg.keep_checkpoints)
+    vae.eval()
+    if accelerator.is_main_process:
+        vae.register_to_config(scaling_factor=measure_scaling_factor(vae, data.images[:2048]))
+        with replace_dir(run / "vae") as tmp:
+            vae.save_pretrained(tmp, safe_serialization=True)
+    return vae
+
+
+def _encode_dataset(
+    vae: AutoencoderKL, images: torch.Tensor, device: torch.device, batch: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std of every image, computed once: the VAE is frozen while the UNet trains."""
+    means, stds = [], []
+    vae = vae.to(device)
+    with torch.no_grad():
+        for i in tqdm(range(0, len(images), batch), desc="encoding latents"):
+            dist = vae.encode(to_pixels(images[i : i + batch]).to(device)).latent_dist
+            means.append(dist.mean.cpu())
+            stds.append(dist.std.cpu())
+    return torch.cat(means), torch.cat(stds)
+
+
+def train_diffusion(
+    cfg: BaseTrainConfig,
+    data: SceneTensors,
+    pipe: StableDiffusionPipeline,
+    accelerator: Accelerator,
+    resume: Path | None,
+) -> StableDiffusionPipeline:
+    run = Path(cfg.out)
+    unet, text_encoder, vae, tokenizer = pipe.unet, pipe.text_encoder, pipe.vae, pipe.tokenizer
+    vae.requires_grad_(False)
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.diffusion_lr, weight_decay=1e-2)
+    ema = EMAModel(params, decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
+    modules = {"unet": unet, "text_encoder": text_encoder}
+    start = load_checkpoint(resume, modules, optimizer, ema) if resume else 0
+    if start < cfg.diffusion_steps:
+        means, stds = _encode_dataset(vae, data.images, accelerator.device)
+    scale = vae.config.scaling_factor
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.warmup_steps))
+    for _ in range(start):
+        scheduler.step()
+    unet, text_encoder, optimizer = accelerator.prepare(unet, text_encoder, optimizer)
+    unet.train()
+    text_encoder.train()
+    bar = tqdm(
+        range(start, cfg.diffusion_steps),
+        desc="UNet+text",
+        initial=start,
+        total=cfg.diffusion_steps,
+        disable=not accelerator.is_main_process,
+    )
+    for step in bar:
+        rng = batch_generator(cfg.seed + 1, step, accelerator.process_index)
+        idx = draw_indices(rng, len(data), cfg.batch_size)
+        prompts = draw_captions(rng, data.captions, idx, cfg.caption_mix, cfg.caption_dropout)
+        gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+        latents = (means[idx] + stds[idx] * torch.randn(means[idx].shape, generator=gen)) * scale
+        loss, per_sample = diffusion_loss(
+            unet, text_encoder, tokenizer, noise_scheduler, latents.to(accelerator.device), prompts, gen, cfg.snr_gamma
+        )
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.step(params)
+        bar.set_postfix(loss=f"{per_sample.mean().item():.4f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+        done = step + 1
+        if accelerator.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.diffusion_steps):
+            unwrapped = {k: accelerator.unwrap_model(m) for k, m in (("unet", unet), ("text_encoder", text_encoder))}
+            save_checkpoint(run, "diffusion", done, unwrapped, optimizer, ema, cfg.keep_checkpoints)
+            _sample_grid(pipe, ema, params, run / "samples" / f"step-{done:07d}.png", accelerator.device)
+    ema.copy_to(params)  # ship the EMA weights
+    pipe.unet, pipe.text_encoder = accelerator.unwrap_model(unet).eval(), accelerator.unwrap_model(text_encoder).eval()
+    return pipe
+
+
+def _sample_grid(pipe: StableDiffusionPipeline, ema: EMAModel, params: list, path: Path, device: torch.device) -> None:
+    from ..generate import image_grid
+
+    ema.store(params)
+    ema.copy_to(params)
+    pipe.unet.eval()
+    pipe.text_encoder.eval()
+    pipe.set_progress_bar_config(disable=True)
+    try:
+        with torch.no_grad():
+            images = pipe(
+                list(SAMPLE_PROMPTS),
+                num_inference_steps=25,
+                guidance_scale=7.5,
+                generator=torch.Generator(device).manual_seed(0),
+                output_type="pil",
+            ).images
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image_grid(images, list(SAMPLE_PROMPTS)).save(path)
+    finally:
+        ema.restore(params)
+        pipe.unet.train()
+        pipe.text_encoder.train()
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def find_resume(run: Path, resume: str | None) -> Path | None:
+    """The checkpoint to resume from: None, ``"latest"`` or a checkpoint folder."""
+    if resume is None:
+        return None
+    if resume == "latest":
+        found = list_checkpoints(run)
+        return found[-1][2] if found else None
+    path = Path(resume)
+    if not (path / "state.json").is_file():
+        raise FileNotFoundError(
+            f"{resume!r} is not a checkpoint folder (no state.json); "
+            f"pass 'latest' or a folder under {run / 'checkpoints'}"
+        )
+    return path
+
+
+def train_base(cfg: BaseTrainConfig, resume: str | None = None, cpu: bool = False) -> Path:
+    """Train (or resume) a base model; returns the folder of the finished pipeline."""
+    cfg.validate()
+    run = ensure_writable_dir(cfg.out, "run folder")
+    config_path = run / "config.json"
+    if config_path.is_file() and resume:
+        saved = json.loads(config_path.read_text())
+        changed = sorted(k for k in saved if saved.get(k) != asdict(cfg).get(k) and k not in RESUMABLE_CHANGES)
+        if changed:
+            raise ValueError(
+                f"--resume with a different config than the run's config.json (changed: {changed}); "
+                f"pass --config {config_path} (only {', '.join(RESUMABLE_CHANGES)} may change on resume)"
+            )
+    elif config_path.is_file() and list_checkpoints(run):
+        raise ValueError(f"{run} already holds a run; pass --resume latest to continue it, or choose another --out")
+    atomic_write_json(config_path, asdict(cfg))
+    accelerator = Accelerator(cpu=cpu)
+    torch.manual_seed(cfg.seed)
+    data = SceneTensors.from_shards(cfg.data, cfg.max_scenes, progress=accelerator.is_main_process)
+    if data.resolution != cfg.model_config.resolution:
+        raise ValueError(
+            f"the data are {data.resolution} px but the model is for {cfg.model_config.resolution} px; "
+            "set model.resolution"
+        )
+    checkpoint = find_resume(run, resume)
+    stage = None
+    if checkpoint is not None:
+        stage = json.loads((checkpoint / "state.json").read_text())["stage"]
+        logger.info("resuming from %s", checkpoint)
+    pipe = build_pipeline(cfg.model_config)
+    if stage != "diffusion":
+        pipe.vae = train_vae(cfg, data, pipe.vae, accelerator, checkpoint if stage == "vae" else None)
+        checkpoint = None
+    else:
+        pipe.vae = AutoencoderKL.from_pretrained(run / "vae", use_safetensors=True)
+    pipe = train_diffusion(cfg, data, pipe.to(accelerator.device), accelerator, checkpoint)
+    manifest = Path(cfg.data) / "manifest.json"
+    pipe.spatialgen_config = {
+        "model": cfg.model,
+        "training": asdict(cfg),
+        "data": json.loads(manifest.read_text())["params"] if manifest.is_file() else None,
+        "command": reproduce_command(cfg),
+    }
+    if accelerator.is_main_process:
+        save_pipeline(pipe, run / "pipeline")
+    return run / "pipeline"
+
+
+def reproduce_command(cfg: BaseTrainConfig) -> str:
+    return f"spatialgen train base --config {Path(cfg.out) / 'config.json'}"
