@@ -24,7 +24,7 @@ test: setup
 	$(BIN)/python -m pytest -n 2 -q
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
 
 bench: setup
 	$(BIN)/python benchmarks/scenes_speed.py

@@ -36,7 +36,7 @@ def test_an_image_depends_on_its_seed_only_not_on_its_batch(tiny_pipe) -> None:
         (GenerationSettings(steps=-3), "--steps must be a positive"),
         (GenerationSettings(guidance=-1), "--guidance must be"),
         (GenerationSettings(scheduler="plms"), "unknown --scheduler"),
-        (GenerationSettings(steps=2, size=40), "use a positive multiple of 32"),
+        (GenerationSettings(steps=2, size=30), "use a positive multiple of 4"),
     ],
 )
 def test_bad_settings_are_refused_with_what_to_change(tiny_pipe, settings, message) -> None:

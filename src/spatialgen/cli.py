@@ -198,6 +198,7 @@ def generate(
     strict: bool = typer.Option(False, "--strict", help="Refuse prompts with words the model does not know."),
 ) -> None:
     """Generate images from a prompt (or a prompt file): PNGs with their settings, sidecars and a grid."""
+    quiet_libraries()  # before importing diffusers: its import prints notices
     import torch
 
     from .generate import (
@@ -210,7 +211,6 @@ def generate(
     )
     from .models import load_pipeline
 
-    quiet_libraries()
     if (prompt is None) == (prompts is None):
         raise ValueError("give either a PROMPT argument or --prompts FILE (exactly one)")
     prompt_list = read_prompt_file(prompts) if prompts is not None else [prompt]
@@ -240,9 +240,9 @@ def train_base_command(
     cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU even if a GPU is present."),
 ) -> None:
     """Train the embedded-style base model: VAE, then text encoder + UNet (EMA), under accelerate."""
+    quiet_libraries()
     from .models.training import BaseTrainConfig, train_base
 
-    quiet_libraries()
     overrides = {
         "data": str(data) if data else None,
         "out": str(out) if out else None,

@@ -36,10 +36,17 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -66,9 +73,18 @@ def replace_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _usual_permissions(tmp)
     old = path.with_name(f".{path.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if path.exists():
         os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _usual_permissions(root: Path) -> None:
+    """mkdtemp / mkstemp create owner-only entries; published folders get what the umask allows."""
+    mask = _umask()
+    os.chmod(root, 0o777 & ~mask)
+    for entry in root.rglob("*"):
+        os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~mask)

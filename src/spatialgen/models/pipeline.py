@@ -28,6 +28,8 @@ from diffusers import (
     StableDiffusionPipeline,
     UNet2DConditionModel,
 )
+from safetensors import safe_open
+from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from .config import TinySDConfig, scheduler_config, text_encoder_config, unet_config, vae_config
@@ -165,25 +167,27 @@ def _from_pretrained(location: str, dtype: torch.dtype, local: bool) -> StableDi
 def save_pipeline(pipe: StableDiffusionPipeline, folder: str | os.PathLike[str], fp16: bool = False) -> Path:
     """``save_pretrained`` (safetensors) plus our config, written to a temporary folder and renamed.
 
-    With ``fp16`` the weights are stored in half precision (half the size); loading casts them
-    back to the dtype asked for.
+    With ``fp16`` the stored weights are converted to half precision file by file (half the
+    size); the pipeline in memory is left untouched, and loading casts back to the dtype asked for.
     """
     from ..fileio import atomic_write_json, replace_dir
 
     folder = Path(folder)
     with replace_dir(folder) as tmp:
+        pipe.save_pretrained(tmp, safe_serialization=True)
         if fp16:
-            originals = {name: getattr(pipe, name).dtype for name in ("vae", "unet", "text_encoder")}
-            pipe.to(torch.float16)
-            try:
-                pipe.save_pretrained(tmp, safe_serialization=True)
-            finally:
-                for name, dtype in originals.items():
-                    getattr(pipe, name).to(dtype)
-        else:
-            pipe.save_pretrained(tmp, safe_serialization=True)
+            for path in tmp.rglob("*.safetensors"):
+                _to_half(path)
         atomic_write_json(tmp / SPATIALGEN_CONFIG, getattr(pipe, "spatialgen_config", {}))
     return folder
+
+
+def _to_half(path: Path) -> None:
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    save_file(half, str(path), metadata=metadata)
 
 
 def check_device(device: str | torch.device) -> torch.device:

@@ -164,8 +164,9 @@ def load_checkpoint(folder: Path, modules: dict[str, torch.nn.Module], optimizer
 # ----------------------------------------------------------------------------- helpers
 
 
-def warmup_lambda(warmup: int):
-    return lambda step: min(1.0, (step + 1) / max(1, warmup))
+def warmup_lambda(warmup: int, start: int = 0):
+    """Linear warm-up over ``warmup`` steps, then constant; ``start`` offsets it for a resumed run."""
+    return lambda k: min(1.0, (start + k + 1) / max(1, warmup))
 
 
 def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -247,9 +248,7 @@ def train_vae(
     run = Path(cfg.out)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     start = load_checkpoint(resume, {"vae": vae}, optimizer, None) if resume else 0
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.warmup_steps), last_epoch=-1)
-    for _ in range(start):
-        scheduler.step()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.warmup_steps, start))
     model, optimizer = accelerator.prepare(_VAEForTraining(vae), optimizer)
     model.train()
     bar = tqdm(
@@ -314,9 +313,7 @@ def train_diffusion(
     if start < cfg.diffusion_steps:
         means, stds = _encode_dataset(vae, data.images, accelerator.device)
     scale = vae.config.scaling_factor
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.warmup_steps))
-    for _ in range(start):
-        scheduler.step()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.warmup_steps, start))
     unet, text_encoder, optimizer = accelerator.prepare(unet, text_encoder, optimizer)
     unet.train()
     text_encoder.train()
