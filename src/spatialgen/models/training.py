@@ -230,6 +230,11 @@ def measure_scaling_factor(vae: AutoencoderKL, images: torch.Tensor, batch: int 
 # ----------------------------------------------------------------------------- stages
 
 
+def _progress(desc: str, start: int, total: int, accelerator: Accelerator) -> tqdm:
+    """Steps ``start .. total`` with a bar that shows the whole run (resumed runs start part-way)."""
+    return tqdm(range(start, total), desc=desc, initial=start, total=total, disable=not accelerator.is_main_process)
+
+
 class _VAEForTraining(torch.nn.Module):
     """One forward pass (encode, sample, decode) so that accelerate's DDP wrapper sees every use."""
 
@@ -251,13 +256,7 @@ def train_vae(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.warmup_steps, start))
     model, optimizer = accelerator.prepare(_VAEForTraining(vae), optimizer)
     model.train()
-    bar = tqdm(
-        range(start, cfg.vae_steps),
-        desc="VAE",
-        initial=start,
-        total=cfg.vae_steps,
-        disable=not accelerator.is_main_process,
-    )
+    bar = _progress("VAE", start, cfg.vae_steps, accelerator)
     for step in bar:
         rng = batch_generator(cfg.seed, step, accelerator.process_index)
         x = to_pixels(data.images[draw_indices(rng, len(data), cfg.batch_size)]).to(accelerator.device)
@@ -317,13 +316,7 @@ def train_diffusion(
     unet, text_encoder, optimizer = accelerator.prepare(unet, text_encoder, optimizer)
     unet.train()
     text_encoder.train()
-    bar = tqdm(
-        range(start, cfg.diffusion_steps),
-        desc="UNet+text",
-        initial=start,
-        total=cfg.diffusion_steps,
-        disable=not accelerator.is_main_process,
-    )
+    bar = _progress("UNet+text", start, cfg.diffusion_steps, accelerator)
     for step in bar:
         rng = batch_generator(cfg.seed + 1, step, accelerator.process_index)
         idx = draw_indices(rng, len(data), cfg.batch_size)
