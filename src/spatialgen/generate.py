@@ -128,8 +128,7 @@ def generate_images(
         raise ValueError(f"--batch-size must be positive, got {batch_size}")
     size = check_size(pipe, settings.size or native_size(pipe))
     check_prompts(pipe, prompts, strict)
-    if type(pipe.scheduler).__name__ != type(make_scheduler(settings.scheduler, pipe.scheduler.config)).__name__:
-        pipe.scheduler = make_scheduler(settings.scheduler, pipe.scheduler.config)
+    pipe.scheduler = make_scheduler(settings.scheduler, pipe.scheduler.config)  # cheap: a config and a few arrays
     jobs = [(prompt, seed + k) for prompt in prompts for k in range(n)]
     device = pipe._execution_device
     out: list[GeneratedImage] = []
