@@ -41,8 +41,9 @@ from .pipeline import build_pipeline, save_pipeline
 logger = logging.getLogger(__name__)
 
 STAGES = ("vae", "diffusion")
-# Settings a resumed run may change: training longer or shorter, checkpointing more or less often.
-RESUMABLE_CHANGES = ("diffusion_steps", "checkpoint_every", "keep_checkpoints")
+# Settings a resumed run may change: training longer or shorter, checkpointing more or less often,
+# and where the data and the run folder live (a run may be moved to another machine).
+RESUMABLE_CHANGES = ("diffusion_steps", "checkpoint_every", "keep_checkpoints", "data", "out")
 SAMPLE_PROMPTS = (
     "a red cube on a checkered floor",
     "a blue sphere on the grass",
