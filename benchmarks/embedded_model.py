@@ -19,7 +19,7 @@ import torch
 
 from spatialgen.eval.recogniser import SceneRecogniser
 from spatialgen.eval.scene_prompts import prompt_objects, relational_prompts
-from spatialgen.eval.spatial import judge_image, visor_scores
+from spatialgen.eval.visor import judge_image, visor_scores
 from spatialgen.generate import GenerationSettings, generate_images
 from spatialgen.models import load_pipeline
 from spatialgen.scenes import SceneConfig, make_sample, scene_seed
