@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ class Detection:
     box: tuple[float, float, float, float]
     centroid: tuple[float, float]
     area: int
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False)  # (H, W) bool, the region
 
     @property
     def box_centre(self) -> tuple[float, float]:
@@ -56,7 +57,8 @@ class Detection:
         return (x0 + x1) / 2, (y0 + y1) / 2
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready fields (the mask is left out)."""
+        return {k: v for k, v in asdict(self).items() if k != "mask"}
 
 
 class _Block(nn.Sequential):
@@ -160,6 +162,7 @@ def detections_from_probabilities(probabilities: np.ndarray, min_area: int) -> l
                     box=(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)),
                     centroid=(float((xs + 0.5).mean() / w), float((ys + 0.5).mean() / h)),
                     area=area,
+                    mask=region,
                 )
             )
     return sorted(found, key=lambda d: -d.score)

@@ -1,0 +1,232 @@
+"""`spatialgen eval` end to end on scene-world renders, whose true relations we know exactly.
+
+Renders captioned with a relation that holds must score high on every benchmark, and the same
+renders captioned with the opposite relation must score low: a scorer, a detector adapter or a
+parser that mixed up A and B, or x and y, would fail one of the two.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from spatialgen.cli import app
+from spatialgen.eval.run_folder import read_results
+from spatialgen.scenes import make_sample, scene_seed
+from spatialgen.scenes.catalog import RELATION_PHRASES
+
+runner = CliRunner()
+OPPOSITE = {
+    "left of": "right of",
+    "right of": "left of",
+    "above": "below",
+    "below": "above",
+    "in front of": "behind",
+    "behind": "in front of",
+}
+
+
+def _flat(text: str) -> str:
+    """CLI output with rich's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def _clear_pairs(n_scenes: int):
+    """(sample, a, relation, b) for well-separated pairs of uniquely named, clearly visible objects."""
+    out = []
+    for i in range(n_scenes):
+        sample = make_sample(scene_seed(4321, i), 64)
+        names = [f"{o.colour} {o.shape}" for o in sample.objects]
+        kind = "2d" if i % 2 else "3d"  # half the prompts of each kind
+        for rel in sample.relations:
+            a, b = sample.objects[rel.subject], sample.objects[rel.object]
+            unique = names.count(names[rel.subject]) == 1 and names.count(names[rel.object]) == 1
+            visible = a.area >= 60 and b.area >= 60
+            clear = rel.dominant and (rel.separation > 0.2 if kind == "2d" else rel.separation > 1.0)
+            if rel.kind == kind and unique and visible and clear:
+                out.append((sample, names[rel.subject], rel.relation, names[rel.object]))
+                break
+    return out
+
+
+def _write(folder: Path, cases, flip: bool) -> None:
+    folder.mkdir(parents=True)
+    for k, (sample, a, relation, b) in enumerate(cases):
+        relation = OPPOSITE[relation] if flip else relation
+        name = f"{k:03d}-seed0"
+        Image.fromarray(sample.rgb).save(folder / f"{name}.png")
+        prompt = f"a {a} {RELATION_PHRASES[relation]} a {b}"
+        (folder / f"{name}.json").write_text(json.dumps({"prompt": prompt, "seed": 0}))
+
+
+@pytest.fixture(scope="module")
+def cases():
+    found = _clear_pairs(80)
+    assert len(found) >= 35
+    return found
+
+
+def test_eval_spatial_scores_true_relations_high_and_opposite_ones_low(tmp_path: Path, cases) -> None:
+    _write(tmp_path / "true", cases, flip=False)
+    _write(tmp_path / "flipped", cases, flip=True)
+    for kind in ("true", "flipped"):
+        result = runner.invoke(
+            app, ["eval", "spatial", "--images", str(tmp_path / kind), "--out", str(tmp_path / f"run-{kind}")]
+        )
+        assert result.exit_code == 0, result.output
+    good, bad = read_results(tmp_path / "run-true")["tables"], read_results(tmp_path / "run-flipped")["tables"]
+    assert good["VISOR (2D, %)"]["OA"] > 80
+    assert good["VISOR (2D, %)"]["VISOR_cond"] > 90 and bad["VISOR (2D, %)"]["VISOR_cond"] < 10
+    assert good["GenEval position"]["correct_images"] > 75 > 25 > bad["GenEval position"]["correct_images"]
+    assert good["T2I-CompBench 2D spatial"]["score"] > 0.6 > 0.1 > bad["T2I-CompBench 2D spatial"]["score"]
+    assert good["3D relations (ours, %)"]["accuracy_cond"] > 75 > 25 > bad["3D relations (ours, %)"]["accuracy_cond"]
+    report = (tmp_path / "run-flipped" / "report.html").read_text()
+    assert "Worst failures" in report and "data:image/png;base64," in report
+
+    again = runner.invoke(
+        app, ["eval", "spatial", "--images", str(tmp_path / "true"), "--out", str(tmp_path / "run-true")]
+    )
+    assert again.exit_code == 2 and "never overwritten" in _flat(again.output)
+
+    compared = runner.invoke(
+        app,
+        [
+            "eval",
+            "compare",
+            str(tmp_path / "run-true"),
+            str(tmp_path / "run-flipped"),
+            "--out",
+            str(tmp_path / "compare.html"),
+        ],
+    )
+    assert compared.exit_code == 0, compared.output
+    assert "run-flipped" in (tmp_path / "compare.html").read_text()
+
+
+def test_eval_spatial_resumes_from_its_records(tmp_path: Path, cases) -> None:
+    _write(tmp_path / "imgs", cases[:6], flip=False)
+    out = tmp_path / "run"
+    args = ["eval", "spatial", "--images", str(tmp_path / "imgs"), "--out", str(out), "--depth", "none"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    records = (out / "records.jsonl").read_text().splitlines()
+    # Pretend the run died after three images: drop the results and the last records.
+    (out / "results.json").unlink()
+    (out / "records.jsonl").write_text("\n".join(records[:3]) + "\n")
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0, second.output
+    resumed = (out / "records.jsonl").read_text().splitlines()
+    assert resumed[:3] == records[:3] and sorted(resumed) == sorted(records)
+    finished = runner.invoke(app, args)
+    assert finished.exit_code == 2 and "never overwritten" in _flat(finished.output)
+    (out / "results.json").unlink()
+    changed = runner.invoke(app, [*args[:-1], "scenes"])
+    assert changed.exit_code == 2 and "other settings (depth)" in _flat(changed.output)
+
+
+def test_eval_spatial_says_what_is_wrong(tmp_path: Path) -> None:
+    (tmp_path / "imgs").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "imgs" / "x.png")
+    (tmp_path / "imgs" / "x.json").write_text(json.dumps({"prompt": "three red cubes"}))
+    result = runner.invoke(app, ["eval", "spatial", "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "states a spatial relation" in _flat(result.output)
+
+
+def test_intrinsic_maps_round_trip_with_16_bit_depth(tmp_path: Path) -> None:
+    from spatialgen.intrinsic_files import is_map_file, load_maps, save_maps
+
+    sample = make_sample(scene_seed(1, 2), 32)
+    truth = sample.intrinsics()
+    maps = {k: getattr(truth, k) for k in ("depth", "normal", "segmentation", "lines")}
+    written = save_maps(tmp_path / "a.png", maps)
+    assert all(is_map_file(p) for p in written) and not is_map_file(tmp_path / "a.png")
+    loaded = load_maps(tmp_path / "a.png")
+    assert abs(loaded["depth"] - maps["depth"]).max() < 1e-4  # 16 bits, not 8
+    assert abs(loaded["normal"] - maps["normal"]).max() <= 0.5 / 255 + 1e-6
+    assert load_maps(tmp_path / "a.png", ("depth",)).keys() == {"depth"}
+    with pytest.raises(ValueError, match=r"must be \(3, H, W\)"):
+        save_maps(tmp_path / "b.png", {"normal": maps["depth"]})
+
+
+def test_scenes_export_then_eval_intrinsics_against_truth_and_the_estimator(tmp_path: Path) -> None:
+    exported = runner.invoke(app, ["scenes", "export", "--out", str(tmp_path / "scenes"), "--n", "6"])
+    assert exported.exit_code == 0, exported.output
+    assert len(list((tmp_path / "scenes").glob("*.depth.png"))) == 6
+    truth = runner.invoke(
+        app,
+        [
+            "eval",
+            "intrinsics",
+            "--images",
+            str(tmp_path / "scenes"),
+            "--target",
+            str(tmp_path / "scenes"),
+            "--out",
+            str(tmp_path / "self"),
+        ],
+    )
+    assert truth.exit_code == 0, truth.output
+    table = read_results(tmp_path / "self")["tables"]["Intrinsic accuracy (mean over images)"]
+    assert table["depth/abs_rel"] < 1e-3 and table["depth/delta1"] == 1.0
+    assert table["normal/mean"] < 1.0 and table["segmentation/miou"] == 1.0 and table["lines/f"] == 1.0
+    assert table["albedo/rmse"] == 0.0
+    consistency = runner.invoke(
+        app, ["eval", "intrinsics", "--images", str(tmp_path / "scenes"), "--out", str(tmp_path / "estimated")]
+    )
+    assert consistency.exit_code == 0, consistency.output
+    table = read_results(tmp_path / "estimated")["tables"]["Intrinsic accuracy (mean over images)"]
+    assert set(table) == {k for k in table if k.startswith(("depth/", "normal/"))}  # what the estimator gives
+    assert table["depth/delta1"] > 0.85 and table["normal/mean"] < 20
+
+
+def test_eval_quality_separates_renders_from_noise(tmp_path: Path) -> None:
+    import numpy as np
+
+    runner.invoke(app, ["scenes", "export", "--out", str(tmp_path / "renders"), "--n", "16", "--seed", "5"])
+    (tmp_path / "noise").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "noise" / f"{i}.png")
+    for kind in ("renders", "noise"):
+        result = runner.invoke(
+            app, ["eval", "quality", "--images", str(tmp_path / kind), "--out", str(tmp_path / f"q-{kind}")]
+        )
+        assert result.exit_code == 0, result.output
+    name = "Distribution distance (lower is better)"
+    renders, noise = (read_results(tmp_path / f"q-{k}")["tables"][name] for k in ("renders", "noise"))
+    assert renders["n_images"] == 16  # the intrinsic maps beside the renders are not counted as images
+    assert renders["cmmd_recogniser"] < noise["cmmd_recogniser"] / 3
+    assert renders["frechet_recogniser"] < noise["frechet_recogniser"] / 3
+
+
+@pytest.mark.parametrize(
+    ("name", "suffix", "expected"), [("visor", ".txt", 25280), ("multi", ".jsonl", 1000), ("scenes-3d", ".jsonl", 40)]
+)
+def test_eval_prompts_writes_each_set(tmp_path: Path, name: str, suffix: str, expected: int) -> None:
+    out = tmp_path / f"set{suffix}"
+    args = ["eval", "prompts", name, "--out", str(out)] + (["--n", "40"] if name == "scenes-3d" else [])
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert len(lines) == expected
+    if name == "scenes-3d":
+        from spatialgen.eval.image_sets import read_prompt_records
+        from spatialgen.eval.spatial_prompts import spatial_prompt_of
+
+        assert {spatial_prompt_of(r).relation for r in read_prompt_records(out)} == {"in front of", "behind"}
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "exists" in again.output
+
+
+def test_eval_prompts_geneval_metadata_round_trips(tmp_path: Path) -> None:
+    from spatialgen.eval.geneval import read_metadata
+
+    out = tmp_path / "meta.jsonl"
+    result = runner.invoke(app, ["eval", "prompts", "geneval-position", "--out", str(out), "--n", "8"])
+    assert result.exit_code == 0, result.output
+    records = read_metadata(out)
+    assert len(records) == 8 and all(r["tag"] == "position" for r in records)
