@@ -1,4 +1,4 @@
-"""Measure the evaluation suite: its detectors' held-out accuracy, its throughput, and a first table on the embedded model.
+"""Measure the evaluation suite: detector and estimator accuracy, throughput, and a first table on the embedded model.
 
     python benchmarks/eval_suite.py [--model embedded] [--prompts-2d 64] [--prompts-3d 32] [--seeds 4] [--out DIR]
 

@@ -21,7 +21,7 @@ def run(*args: str):
 
 def test_help_lists_every_command_with_its_summary() -> None:
     result = run("--help")
-    for command in ("scenes", "generate", "train"):
+    for command in ("scenes", "generate", "train", "eval"):
         assert command in result.output
     assert result.exit_code == 0
     result = run("train", "--help")

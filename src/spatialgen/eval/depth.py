@@ -15,7 +15,6 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ..models.pipeline import check_device
 from .detectors import as_pil
@@ -44,17 +43,7 @@ class SceneDepth:
         self.estimator = estimator if estimator is not None else SceneEstimator.load()
 
     def disparity(self, images: Sequence[Any]) -> list[np.ndarray]:
-        side = self.estimator.resolution
-        pil = [as_pil(im) for im in images]
-        resized = [im if im.size == (side, side) else im.resize((side, side), Image.BILINEAR) for im in pil]
-        maps = self.estimator.estimate(resized).depth
-        out = []
-        for im, d in zip(pil, maps, strict=True):
-            if im.size != (side, side):
-                d = F.interpolate(torch.from_numpy(d)[None, None], size=(im.height, im.width), mode="bilinear")[0, 0]
-                d = d.numpy()
-            out.append(d.astype(np.float32))
-        return out
+        return [depth.astype(np.float32) for depth, _ in self.estimator.estimate_each([as_pil(im) for im in images])]
 
 
 class TransformersDepth:

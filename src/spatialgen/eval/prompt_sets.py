@@ -27,8 +27,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from ..scenes.catalog import COLOURS, INVERSE_RELATION, RELATION_PHRASES, RELATIONS_2D, RELATIONS_3D, SHAPES
 from ..fileio import atomic_write_bytes
+from ..scenes.catalog import COLOURS, INVERSE_RELATION, RELATION_PHRASES, RELATIONS_2D, RELATIONS_3D, SHAPES
 from .scene_prompts import EVAL_SEED
 
 DATA_PACKAGE = "spatialgen.eval"

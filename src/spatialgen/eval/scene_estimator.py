@@ -72,6 +72,28 @@ class SceneEstimator:
             normals.append(normal.permute(0, 2, 3, 1).cpu())
         return EstimatedIntrinsics(torch.cat(depths).numpy(), torch.cat(normals).numpy())
 
+    def estimate_each(self, images: Sequence[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per image of any size: (disparity (H, W), unit normals (3, H, W)) at that image's own size.
+
+        Images are resized to the estimator's resolution and its maps resized back (normals
+        renormalised), so callers can compare with maps of the original image.
+        """
+        from PIL import Image
+
+        pil = [im.convert("RGB") if hasattr(im, "convert") else Image.fromarray(np.asarray(im)) for im in images]
+        side = self.resolution
+        estimated = self.estimate(
+            [im if im.size == (side, side) else im.resize((side, side), Image.BILINEAR) for im in pil]
+        )
+        out = []
+        for im, depth, normal in zip(pil, estimated.depth, estimated.normal, strict=True):
+            d, n = torch.from_numpy(depth)[None, None], torch.from_numpy(normal).permute(2, 0, 1)[None]
+            if im.size != (side, side):
+                d = F.interpolate(d, size=(im.height, im.width), mode="bilinear")
+                n = F.normalize(F.interpolate(n, size=(im.height, im.width), mode="bilinear"), dim=1, eps=1e-6)
+            out.append((d[0, 0].numpy(), n[0].numpy()))
+        return out
+
     def save(self, folder: str | os.PathLike[str]) -> None:
         from safetensors.torch import save as save_bytes
 

@@ -1,0 +1,111 @@
+"""``spatialgen train``: the embedded base model, the scene recogniser and the scene estimator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..logs import console, quiet_libraries
+from .common import friendly_errors
+
+train_app = typer.Typer(
+    help="Train models: the embedded base model, the scene recogniser and estimator.", no_args_is_help=True
+)
+
+
+@train_app.command("base")
+@friendly_errors
+def train_base_command(
+    data: Path | None = typer.Option(None, "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder: config, checkpoints, samples, pipeline/."),
+    config: Path | None = typer.Option(None, "--config", help="A run's config.json to reproduce (flags override it)."),
+    vae_steps: int | None = typer.Option(None, "--vae-steps", help="VAE training steps."),
+    diffusion_steps: int | None = typer.Option(None, "--diffusion-steps", help="UNet + text encoder steps."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size per process."),
+    max_scenes: int | None = typer.Option(None, "--max-scenes", help="Use only the first N scenes."),
+    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
+    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
+    resume: str | None = typer.Option(None, "--resume", help="'latest' or a checkpoint folder."),
+    cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU even if a GPU is present."),
+) -> None:
+    """Train the embedded-style base model: VAE, then text encoder + UNet (EMA), under accelerate."""
+    quiet_libraries()
+    from ..models.training import BaseTrainConfig, train_base
+
+    overrides = {
+        "data": str(data) if data else None,
+        "out": str(out) if out else None,
+        "vae_steps": vae_steps,
+        "diffusion_steps": diffusion_steps,
+        "batch_size": batch_size,
+        "max_scenes": max_scenes,
+        "checkpoint_every": checkpoint_every,
+        "seed": seed,
+    }
+    if config is not None:
+        if not config.is_file():
+            raise FileNotFoundError(f"--config {str(config)!r} does not exist")
+        cfg = BaseTrainConfig.from_file(config, **overrides)
+    else:
+        if data is None or out is None:
+            raise ValueError("pass --data DIR and --out DIR (or --config RUN/config.json)")
+        cfg = BaseTrainConfig(**{k: v for k, v in overrides.items() if v is not None}).validate()
+    pipeline = train_base(cfg, resume=resume, cpu=cpu)
+    console.print(f"trained pipeline written to {pipeline}; try: spatialgen generate 'a red cube' --model {pipeline}")
+
+
+@train_app.command("recogniser")
+@friendly_errors
+def train_recogniser_command(
+    data: Path = typer.Option(..., "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
+    out: Path = typer.Option(..., "--out", help="Folder for recogniser.safetensors and recogniser.json."),
+    steps: int = typer.Option(1500, "--steps", help="Training steps."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Batch size."),
+    max_scenes: int = typer.Option(10000, "--max-scenes", help="Use only the first N scenes."),
+    held_out: int = typer.Option(500, "--held-out", help="Held-out scenes (sampled with --held-out-seed) to score."),
+    held_out_seed: int = typer.Option(999, "--held-out-seed", help="Dataset seed of the held-out scenes."),
+    seed: int = typer.Option(0, "--seed", help="Training seed."),
+) -> None:
+    """Train the scene-world object recogniser on exact labels and print its held-out accuracy."""
+    import json
+
+    from ..eval.recogniser_training import LabelledScenes, score_recogniser, train_recogniser
+    from ..fileio import atomic_write_json, ensure_writable_dir
+    from ..scenes import make_sample, scene_seed
+
+    ensure_writable_dir(out)
+    recogniser = train_recogniser(LabelledScenes.from_shards(data, max_scenes), steps, batch_size, seed=seed)
+    recogniser.save(out)
+    held = [make_sample(scene_seed(held_out_seed, i), recogniser.resolution) for i in range(held_out)]
+    scores = score_recogniser(recogniser, held)
+    atomic_write_json(out / "held-out.json", {**scores, "held_out_seed": held_out_seed, "held_out": held_out})
+    console.print(json.dumps(scores, indent=2), highlight=False)
+
+
+@train_app.command("estimator")
+@friendly_errors
+def train_estimator_command(
+    data: Path = typer.Option(..., "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
+    out: Path = typer.Option(..., "--out", help="Folder for estimator.safetensors and estimator.json."),
+    steps: int = typer.Option(1500, "--steps", help="Training steps."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Batch size."),
+    max_scenes: int = typer.Option(10000, "--max-scenes", help="Use only the first N scenes."),
+    held_out: int = typer.Option(500, "--held-out", help="Held-out scenes (sampled with --held-out-seed) to score."),
+    held_out_seed: int = typer.Option(999, "--held-out-seed", help="Dataset seed of the held-out scenes."),
+    seed: int = typer.Option(0, "--seed", help="Training seed."),
+) -> None:
+    """Train the scene-world depth and normal estimator on exact intrinsics and print its held-out accuracy."""
+    import json
+
+    from ..eval.scene_estimator import IntrinsicTargets, score_estimator, train_estimator
+    from ..fileio import atomic_write_json, ensure_writable_dir
+    from ..scenes import make_sample, scene_seed
+
+    ensure_writable_dir(out)
+    estimator = train_estimator(IntrinsicTargets.from_shards(data, max_scenes), steps, batch_size, seed=seed)
+    estimator.save(out)
+    held = [make_sample(scene_seed(held_out_seed, i), estimator.resolution) for i in range(held_out)]
+    scores = score_estimator(estimator, held)
+    atomic_write_json(out / "held-out.json", {**scores, "held_out_seed": held_out_seed, "held_out": held_out})
+    console.print(json.dumps(scores, indent=2), highlight=False)
