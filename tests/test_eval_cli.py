@@ -17,17 +17,9 @@ from typer.testing import CliRunner
 from spatialgen.cli import app
 from spatialgen.eval.run_folder import read_results
 from spatialgen.scenes import make_sample, scene_seed
-from spatialgen.scenes.catalog import RELATION_PHRASES
+from spatialgen.scenes.catalog import INVERSE_RELATION, RELATION_PHRASES
 
 runner = CliRunner()
-OPPOSITE = {
-    "left of": "right of",
-    "right of": "left of",
-    "above": "below",
-    "below": "above",
-    "in front of": "behind",
-    "behind": "in front of",
-}
 
 
 def _flat(text: str) -> str:
@@ -56,7 +48,7 @@ def _clear_pairs(n_scenes: int):
 def _write(folder: Path, cases, flip: bool) -> None:
     folder.mkdir(parents=True)
     for k, (sample, a, relation, b) in enumerate(cases):
-        relation = OPPOSITE[relation] if flip else relation
+        relation = INVERSE_RELATION[relation] if flip else relation
         name = f"{k:03d}-seed0"
         Image.fromarray(sample.rgb).save(folder / f"{name}.png")
         prompt = f"a {a} {RELATION_PHRASES[relation]} a {b}"
@@ -230,3 +222,48 @@ def test_eval_prompts_geneval_metadata_round_trips(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     records = read_metadata(out)
     assert len(records) == 8 and all(r["tag"] == "position" for r in records)
+
+
+@pytest.mark.parametrize("kind", ["recogniser", "estimator"])
+def test_train_scene_networks_from_the_cli_record_how_they_were_made(tmp_path: Path, kind: str) -> None:
+    made = runner.invoke(
+        app,
+        [
+            "scenes",
+            "make",
+            "--out",
+            str(tmp_path / "data"),
+            "--n",
+            "8",
+            "--resolution",
+            "32",
+            "--workers",
+            "1",
+            "--shard-size",
+            "8",
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    args = [
+        "train",
+        kind,
+        "--data",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / kind),
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--held-out",
+        "4",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / kind / "held-out.json").read_text())
+    assert record["training"]["steps"] == 2 and record["held_out"] == 4
+    assert (
+        record["command"].startswith(f"spatialgen train {kind} --data")
+        and "--steps 2 --batch-size 4" in record["command"]
+    )
+    assert (tmp_path / kind / f"{kind}.safetensors").is_file()

@@ -1,6 +1,6 @@
-"""Copy a trained run into the package as the embedded model (fp16) and recogniser.
+"""Copy a trained run into the package as the embedded model (fp16), and the scene recogniser / estimator.
 
-    python tools/ship_embedded.py --run runs/base --recogniser runs/recogniser
+    python tools/ship_embedded.py --run runs/base --recogniser runs/recogniser --estimator runs/estimator
 
 Prints the checkpoint size and how far fp16 storage moves generated pixels from the fp32 run.
 """
@@ -27,9 +27,19 @@ def images(pipe) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True, help="a `spatialgen train base` run folder")
+    parser.add_argument("--run", type=Path, default=None, help="a `spatialgen train base` run folder")
     parser.add_argument("--recogniser", type=Path, default=None, help="a `spatialgen train recogniser` folder")
+    parser.add_argument("--estimator", type=Path, default=None, help="a `spatialgen train estimator` folder")
     args = parser.parse_args()
+    for name in ("recogniser", "estimator"):
+        folder = getattr(args, name)
+        if folder is not None:
+            destination = embedded_path().parent / name
+            shutil.rmtree(destination, ignore_errors=True)
+            shutil.copytree(folder, destination)
+            print(f"{name} copied to {destination}")
+    if args.run is None:
+        return
 
     source = load_pipeline(args.run / "pipeline")
     config = source.spatialgen_config
@@ -49,11 +59,6 @@ def main() -> None:
     difference = np.abs(images(shipped) - images(source)).max() * 255
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
     print(f"embedded model: {size / 1e6:.1f} MB in {target}; fp16 storage moves pixels by at most {difference:.1f}/255")
-    if args.recogniser is not None:
-        destination = target.parent / "recogniser"
-        shutil.rmtree(destination, ignore_errors=True)
-        shutil.copytree(args.recogniser, destination)
-        print(f"recogniser copied to {destination}")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,52 @@ def train_base_command(
     console.print(f"trained pipeline written to {pipeline}; try: spatialgen generate 'a red cube' --model {pipeline}")
 
 
+_HELD_OUT_HELP = "Held-out scenes (sampled with --held-out-seed) to score."
+
+
+def _train_scene_network(
+    kind: str,
+    data: Path,
+    out: Path,
+    steps: int,
+    batch_size: int,
+    max_scenes: int,
+    held_out: int,
+    held_out_seed: int,
+    seed: int,
+) -> None:
+    """Train the recogniser or estimator, save it, score it on held-out renders and record how it was made."""
+    import json
+    import shlex
+
+    from ..fileio import atomic_write_json, ensure_writable_dir
+    from ..scenes import make_sample, scene_seed
+
+    if kind == "recogniser":
+        from ..eval.recogniser_training import LabelledScenes as Data
+        from ..eval.recogniser_training import score_recogniser as score
+        from ..eval.recogniser_training import train_recogniser as train
+    else:
+        from ..eval.scene_estimator import IntrinsicTargets as Data
+        from ..eval.scene_estimator import score_estimator as score
+        from ..eval.scene_estimator import train_estimator as train
+    ensure_writable_dir(out)
+    network = train(Data.from_shards(data, max_scenes), steps, batch_size, seed=seed)
+    network.save(out)
+    held = [make_sample(scene_seed(held_out_seed, i), network.resolution) for i in range(held_out)]
+    scores = score(network, held)
+    record = {
+        **scores,
+        "held_out_seed": held_out_seed,
+        "held_out": held_out,
+        "training": {"steps": steps, "batch_size": batch_size, "max_scenes": max_scenes, "seed": seed},
+        "command": f"spatialgen train {kind} --data {shlex.quote(str(data))} --out {shlex.quote(str(out))} "
+        f"--steps {steps} --batch-size {batch_size} --max-scenes {max_scenes} --seed {seed}",
+    }
+    atomic_write_json(out / "held-out.json", record)
+    console.print(json.dumps(scores, indent=2), highlight=False)
+
+
 @train_app.command("recogniser")
 @friendly_errors
 def train_recogniser_command(
@@ -63,24 +109,12 @@ def train_recogniser_command(
     steps: int = typer.Option(1500, "--steps", help="Training steps."),
     batch_size: int = typer.Option(32, "--batch-size", help="Batch size."),
     max_scenes: int = typer.Option(10000, "--max-scenes", help="Use only the first N scenes."),
-    held_out: int = typer.Option(500, "--held-out", help="Held-out scenes (sampled with --held-out-seed) to score."),
+    held_out: int = typer.Option(500, "--held-out", help=_HELD_OUT_HELP),
     held_out_seed: int = typer.Option(999, "--held-out-seed", help="Dataset seed of the held-out scenes."),
     seed: int = typer.Option(0, "--seed", help="Training seed."),
 ) -> None:
     """Train the scene-world object recogniser on exact labels and print its held-out accuracy."""
-    import json
-
-    from ..eval.recogniser_training import LabelledScenes, score_recogniser, train_recogniser
-    from ..fileio import atomic_write_json, ensure_writable_dir
-    from ..scenes import make_sample, scene_seed
-
-    ensure_writable_dir(out)
-    recogniser = train_recogniser(LabelledScenes.from_shards(data, max_scenes), steps, batch_size, seed=seed)
-    recogniser.save(out)
-    held = [make_sample(scene_seed(held_out_seed, i), recogniser.resolution) for i in range(held_out)]
-    scores = score_recogniser(recogniser, held)
-    atomic_write_json(out / "held-out.json", {**scores, "held_out_seed": held_out_seed, "held_out": held_out})
-    console.print(json.dumps(scores, indent=2), highlight=False)
+    _train_scene_network("recogniser", data, out, steps, batch_size, max_scenes, held_out, held_out_seed, seed)
 
 
 @train_app.command("estimator")
@@ -88,24 +122,12 @@ def train_recogniser_command(
 def train_estimator_command(
     data: Path = typer.Option(..., "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
     out: Path = typer.Option(..., "--out", help="Folder for estimator.safetensors and estimator.json."),
-    steps: int = typer.Option(1500, "--steps", help="Training steps."),
+    steps: int = typer.Option(800, "--steps", help="Training steps."),
     batch_size: int = typer.Option(32, "--batch-size", help="Batch size."),
     max_scenes: int = typer.Option(10000, "--max-scenes", help="Use only the first N scenes."),
-    held_out: int = typer.Option(500, "--held-out", help="Held-out scenes (sampled with --held-out-seed) to score."),
+    held_out: int = typer.Option(500, "--held-out", help=_HELD_OUT_HELP),
     held_out_seed: int = typer.Option(999, "--held-out-seed", help="Dataset seed of the held-out scenes."),
     seed: int = typer.Option(0, "--seed", help="Training seed."),
 ) -> None:
     """Train the scene-world depth and normal estimator on exact intrinsics and print its held-out accuracy."""
-    import json
-
-    from ..eval.scene_estimator import IntrinsicTargets, score_estimator, train_estimator
-    from ..fileio import atomic_write_json, ensure_writable_dir
-    from ..scenes import make_sample, scene_seed
-
-    ensure_writable_dir(out)
-    estimator = train_estimator(IntrinsicTargets.from_shards(data, max_scenes), steps, batch_size, seed=seed)
-    estimator.save(out)
-    held = [make_sample(scene_seed(held_out_seed, i), estimator.resolution) for i in range(held_out)]
-    scores = score_estimator(estimator, held)
-    atomic_write_json(out / "held-out.json", {**scores, "held_out_seed": held_out_seed, "held_out": held_out})
-    console.print(json.dumps(scores, indent=2), highlight=False)
+    _train_scene_network("estimator", data, out, steps, batch_size, max_scenes, held_out, held_out_seed, seed)

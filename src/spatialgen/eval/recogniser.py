@@ -12,7 +12,6 @@ images, whose textures are less crisp than renders.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,15 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 
 from ..scenes.catalog import COLOURS, SHAPES
+from .scene_networks import load_network_files, save_network
 
 COLOUR_NAMES: tuple[str, ...] = tuple(COLOURS)
 CLASSES: tuple[str, ...] = ("floor", *(f"{c} {s}" for c in COLOUR_NAMES for s in SHAPES))
-WEIGHTS_NAME = "recogniser.safetensors"
-CONFIG_NAME = "recogniser.json"
+NETWORK_NAME = "recogniser"  # recogniser.safetensors + recogniser.json
 
 
 def class_index(colour: str, shape: str) -> int:
@@ -197,39 +195,23 @@ class SceneRecogniser:
         return out
 
     def save(self, folder: str | os.PathLike[str]) -> None:
-        from safetensors.torch import save as save_bytes
-
-        from ..fileio import atomic_write_bytes, atomic_write_json
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        atomic_write_bytes(folder / WEIGHTS_NAME, save_bytes(state))
-        atomic_write_json(
-            folder / CONFIG_NAME,
-            {
-                "width": self.net.width,
-                "classes": list(CLASSES),
-                "resolution": self.resolution,
-                "min_area_fraction": self.min_area_fraction,
-            },
-        )
+        config = {
+            "width": self.net.width,
+            "classes": list(CLASSES),
+            "resolution": self.resolution,
+            "min_area_fraction": self.min_area_fraction,
+        }
+        save_network(folder, NETWORK_NAME, self.net, config)
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu") -> SceneRecogniser:
         """Load from ``folder``, or the embedded recogniser when None."""
         folder = Path(folder) if folder is not None else embedded_recogniser_path()
-        config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-        if not config_path.is_file() or not weights_path.is_file():
-            raise FileNotFoundError(
-                f"no recogniser in {str(folder)!r} (expected {CONFIG_NAME} and {WEIGHTS_NAME}); "
-                "train one with benchmarks/train_recogniser.py"
-            )
-        config = json.loads(config_path.read_text())
+        config, state = load_network_files(folder, NETWORK_NAME, "spatialgen train recogniser")
         if config["classes"] != list(CLASSES):
             raise ValueError(f"the recogniser in {str(folder)!r} was trained for other classes than this version's")
         net = RecogniserNet(config["width"])
-        net.load_state_dict(load_file(str(weights_path)))
+        net.load_state_dict(state)
         return cls(net.to(device), config["resolution"], config["min_area_fraction"])
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ from tqdm.auto import tqdm
 from ..scenes.shards import SceneShards
 from ..scenes.world import SceneSample
 from .recogniser import CLASSES, RecogniserNet, SceneRecogniser, augment, label_map
+from .scene_networks import fit
 
 logger = logging.getLogger(__name__)
 
@@ -47,30 +47,17 @@ def train_recogniser(
     progress: bool = True,
 ) -> SceneRecogniser:
     """Cross-entropy on per-pixel classes, with object pixels weighted up (the floor covers most)."""
-    if steps <= 0 or batch_size <= 0:
-        raise ValueError(f"steps and batch_size must be positive, got {steps} and {batch_size}")
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
     net = RecogniserNet(width)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    warmup = max(1, steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda k: min(1.0, (k + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps))
-    )
     weights = torch.ones(len(CLASSES))
     weights[0] = 0.2
-    net.train()
-    bar = tqdm(range(steps), desc="recogniser", disable=not progress)
-    for _ in bar:
-        idx = torch.randint(0, len(data.labels), (batch_size,), generator=generator)
+
+    def batch_loss(idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         logits = net(augment(data.images[idx].clone(), generator))
-        loss = F.cross_entropy(logits, data.labels[idx], weight=weights)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-    return SceneRecogniser(net.eval(), resolution=int(data.images.shape[-1]))
+        return F.cross_entropy(logits, data.labels[idx], weight=weights)
+
+    fit(net, batch_loss, len(data.labels), steps, batch_size, lr, seed, "recogniser", progress)
+    return SceneRecogniser(net, resolution=int(data.images.shape[-1]))
 
 
 def score_recogniser(recogniser: SceneRecogniser, samples: list[SceneSample]) -> dict[str, float]:

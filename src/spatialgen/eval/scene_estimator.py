@@ -13,9 +13,7 @@ normalised to unit length.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,16 +24,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from ..intrinsics import disparity_from_depth
 from .recogniser import RecogniserNet, augment, to_tensor
+from .scene_networks import fit, load_network_files, save_network
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS_NAME = "estimator.safetensors"
-CONFIG_NAME = "estimator.json"
+NETWORK_NAME = "estimator"  # estimator.safetensors + estimator.json
 
 
 @dataclass
@@ -95,29 +92,15 @@ class SceneEstimator:
         return out
 
     def save(self, folder: str | os.PathLike[str]) -> None:
-        from safetensors.torch import save as save_bytes
-
-        from ..fileio import atomic_write_bytes, atomic_write_json
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        atomic_write_bytes(folder / WEIGHTS_NAME, save_bytes(state))
-        atomic_write_json(folder / CONFIG_NAME, {"width": self.net.width, "resolution": self.resolution})
+        save_network(folder, NETWORK_NAME, self.net, {"width": self.net.width, "resolution": self.resolution})
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu") -> SceneEstimator:
         """Load from ``folder``, or the embedded estimator when None."""
         folder = Path(folder) if folder is not None else embedded_estimator_path()
-        config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-        if not config_path.is_file() or not weights_path.is_file():
-            raise FileNotFoundError(
-                f"no estimator in {str(folder)!r} (expected {CONFIG_NAME} and {WEIGHTS_NAME}); "
-                "train one with `spatialgen train estimator`"
-            )
-        config = json.loads(config_path.read_text())
+        config, state = load_network_files(folder, NETWORK_NAME, "spatialgen train estimator")
         net = RecogniserNet(config["width"], num_classes=4)
-        net.load_state_dict(load_file(str(weights_path)))
+        net.load_state_dict(state)
         return cls(net.to(device), config["resolution"])
 
 
@@ -155,35 +138,22 @@ def estimator_loss(raw: torch.Tensor, depth: torch.Tensor, normal: torch.Tensor)
 
 def train_estimator(
     data: IntrinsicTargets,
-    steps: int = 1500,
+    steps: int = 800,
     batch_size: int = 32,
     lr: float = 2e-3,
     width: int = 24,
     seed: int = 0,
     progress: bool = True,
 ) -> SceneEstimator:
-    """AdamW with warm-up and cosine decay; photometric augmentation only, so targets stay exact."""
-    if steps <= 0 or batch_size <= 0:
-        raise ValueError(f"steps and batch_size must be positive, got {steps} and {batch_size}")
+    """Photometric augmentation only (pixels never move), so the targets stay exact."""
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
     net = RecogniserNet(width, num_classes=4)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    warmup = max(1, steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda k: min(1.0, (k + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps))
-    )
-    net.train()
-    bar = tqdm(range(steps), desc="estimator", disable=not progress)
-    for _ in bar:
-        idx = torch.randint(0, len(data.images), (batch_size,), generator=generator)
-        loss = estimator_loss(net(augment(data.images[idx].clone(), generator)), data.depth[idx], data.normal[idx])
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-    return SceneEstimator(net.eval(), resolution=int(data.images.shape[-1]))
+
+    def batch_loss(idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return estimator_loss(net(augment(data.images[idx].clone(), generator)), data.depth[idx], data.normal[idx])
+
+    fit(net, batch_loss, len(data.images), steps, batch_size, lr, seed, "estimator", progress)
+    return SceneEstimator(net, resolution=int(data.images.shape[-1]))
 
 
 def score_estimator(estimator: SceneEstimator, samples: Sequence[Any]) -> dict[str, float]:
