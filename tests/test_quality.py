@@ -359,3 +359,47 @@ def _empty(root):
     folder = root / "empty"
     folder.mkdir()
     return folder
+
+
+def test_eval_quality_cli_with_a_clip_checkpoint(tiny_clip, images, tmp_path) -> None:
+    """`spatialgen eval quality --clip --clip-score` end to end: the runner's numbers are the library's."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from spatialgen.cli import app
+    from spatialgen.eval.run_folder import read_results
+
+    model, tokenizer, processor = tiny_clip
+    checkpoint = tmp_path / "clip"
+    for part in (model, tokenizer, processor):
+        part.save_pretrained(checkpoint)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, (rgb, prompt) in enumerate(zip(images, PROMPTS, strict=True)):
+        Image.fromarray(rgb).save(folder / f"{i}.png")
+        (folder / f"{i}.json").write_text(json.dumps({"prompt": prompt}))
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "quality",
+            "--images",
+            str(folder),
+            "--out",
+            str(tmp_path / "run"),
+            "--no-scene-features",
+            "--clip",
+            str(checkpoint),
+            "--clip-score",
+            str(checkpoint),
+            "--reference",
+            str(folder),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    tables = read_results(tmp_path / "run")["tables"]
+    assert tables["Distribution distance (lower is better)"]["cmmd_clip"] == pytest.approx(0.0, abs=1e-6)  # itself
+    paths = [str(folder / f"{i}.png") for i in range(len(images))]
+    expected = ClipScorer(model, tokenizer, processor).score(paths, PROMPTS).mean
+    assert tables["Text alignment and preference (higher is better)"]["clip_score"] == pytest.approx(expected, abs=1e-4)
