@@ -10,6 +10,7 @@ import pytest
 
 from spatialgen.eval import prompt_sets as ps
 from spatialgen.eval.scene_prompts import EVAL_SEED, relational_prompts
+from spatialgen.scenes import held_out
 from spatialgen.scenes.catalog import COLOURS, RELATIONS_2D, RELATIONS_3D, SHAPES
 
 # --------------------------------------------------------------------------------------------- class lists
@@ -121,7 +122,7 @@ def test_multi_prompts_english_style():
 
 
 def test_held_out_split_is_deterministic_closed_and_about_a_fifth():
-    assert ps.is_held_out(("red", "cube"), "left of", ("blue", "sphere")) == ps.is_held_out(
+    assert held_out.is_held_out(("red", "cube"), "left of", ("blue", "sphere")) == held_out.is_held_out(
         "red cube", "left of", "blue sphere"
     )
     all_2d = ps.scene_triplets("2d", "all")
@@ -135,13 +136,13 @@ def test_held_out_split_is_deterministic_closed_and_about_a_fifth():
     from spatialgen.scenes.catalog import INVERSE_RELATION
 
     for a, relation, b in all_2d[:400]:
-        assert ps.is_held_out(a, relation, b) == ps.is_held_out(b, INVERSE_RELATION[relation], a)
+        assert held_out.is_held_out(a, relation, b) == held_out.is_held_out(b, INVERSE_RELATION[relation], a)
     # the rule is a pinned hash, not Python's hash(): these values must never change
-    assert [ps.is_held_out(a, r, b) for a, r, b in all_2d[:12]] == [_pinned(a, r, b) for a, r, b in all_2d[:12]]
+    assert [held_out.is_held_out(a, r, b) for a, r, b in all_2d[:12]] == [_pinned(a, r, b) for a, r, b in all_2d[:12]]
 
 
 def _pinned(a, relation, b) -> bool:
-    key = ps.triplet_key(a, relation, b)
+    key = held_out.triplet_key(a, relation, b)
     digest = hashlib.blake2b(f"spatialgen-scene-heldout-v1:{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") < 0.2 * 2**64
 
@@ -153,9 +154,9 @@ def test_scene_prompt_sets_use_only_held_out_triplets():
         assert [p.relation for p in prompts] == [relations[i % len(relations)] for i in range(40)]
         assert len({p.prompt for p in prompts}) == 40
         for p in prompts:
-            assert ps.is_held_out(p.obj_a, p.relation, p.obj_b)
-            assert ps.is_held_out_caption(p.prompt)
-            assert ps.caption_triplet(p.prompt) == (tuple(p.obj_a.split()), p.relation, tuple(p.obj_b.split()))
+            assert held_out.is_held_out(p.obj_a, p.relation, p.obj_b)
+            assert held_out.is_held_out_caption(p.prompt)
+            assert held_out.caption_triplet(p.prompt) == (tuple(p.obj_a.split()), p.relation, tuple(p.obj_b.split()))
     everything = ps.scene_prompt_set("3d")
     assert len(everything) == len(ps.scene_triplets("3d"))
     with pytest.raises(ValueError, match="too few triplets"):
@@ -166,17 +167,17 @@ def test_scene_prompt_sets_use_only_held_out_triplets():
 
 def test_captions_are_parsed_like_training_captions():
     text = "a small red cube to the left of a blue sphere on the grass"
-    assert ps.caption_triplet(text) == (("red", "cube"), "left of", ("blue", "sphere"))
-    assert ps.is_held_out_caption(text) == ps.is_held_out("red cube", "left of", "blue sphere")
-    assert ps.caption_triplet("a large red cube and a small blue sphere on a checkered floor") is None
-    assert ps.is_held_out_caption("two cubes and one sphere on the grass") is False
+    assert held_out.caption_triplet(text) == (("red", "cube"), "left of", ("blue", "sphere"))
+    assert held_out.is_held_out_caption(text) == held_out.is_held_out("red cube", "left of", "blue sphere")
+    assert held_out.caption_triplet("a large red cube and a small blue sphere on a checkered floor") is None
+    assert held_out.is_held_out_caption("two cubes and one sphere on the grass") is False
     # the existing generator's prompts read back the same way
     for r in relational_prompts(8):
-        assert ps.caption_triplet(r.prompt) == (r.a, r.relation, r.b)
+        assert held_out.caption_triplet(r.prompt) == (r.a, r.relation, r.b)
     with pytest.raises(ValueError, match="two different objects"):
-        ps.is_held_out("red cube", "above", "red cube")
+        held_out.is_held_out("red cube", "above", "red cube")
     with pytest.raises(ValueError, match="scene-world object"):
-        ps.is_held_out("red dragon", "above", "red cube")
+        held_out.is_held_out("red dragon", "above", "red cube")
 
 
 # --------------------------------------------------------------------------------------------- files

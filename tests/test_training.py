@@ -111,3 +111,26 @@ def test_bad_training_configs_are_refused(scenes: Path, tmp_path: Path) -> None:
     wrong_size.model = {**TINY.to_dict(), "resolution": 64}
     with pytest.raises(ValueError, match="the data are 32 px but the model is for 64 px"):
         train_base(wrong_size, cpu=True)
+
+
+def test_training_captions_can_exclude_the_held_out_split() -> None:
+    from spatialgen.scenes.held_out import is_held_out_caption
+
+    pairs = [(a, b) for a in ("red cube", "green cone") for b in ("blue sphere", "gray cylinder")]
+    texts = [f"a {a} {p} a {b}" for a, b in pairs for p in ("to the left of", "above", "behind")]
+    held_texts = [t for t in texts if is_held_out_caption(t)]
+    assert held_texts and len(held_texts) < len(texts)  # both sides of the split occur
+    captions = [{"attributes": "a red cube on the grass", "relation2d": t} for t in texts] * 50
+    mix = {"attributes": 0.01, "relation2d": 0.99}
+    excluded = draw_captions(batch_generator(0, 0), captions, np.arange(len(captions)), mix, 0.0, True)
+    assert not any(is_held_out_caption(c) for c in excluded)
+    assert any(c in texts for c in excluded)  # kept relational captions are still drawn
+    included = draw_captions(batch_generator(0, 0), captions, np.arange(len(captions)), mix, 0.0, False)
+    assert any(c in held_texts for c in included)
+
+
+def test_configs_from_before_the_split_reproduce_without_exclusion(tmp_path: Path) -> None:
+    legacy = {"data": "d", "out": "o"}
+    (tmp_path / "config.json").write_text(json.dumps(legacy))
+    assert BaseTrainConfig.from_file(tmp_path / "config.json").exclude_held_out is False
+    assert BaseTrainConfig(data="d", out="o").exclude_held_out is True

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import random
@@ -28,7 +27,12 @@ from pathlib import Path
 from typing import Literal
 
 from ..fileio import atomic_write_bytes
-from ..scenes.catalog import COLOURS, INVERSE_RELATION, RELATION_PHRASES, RELATIONS_2D, RELATIONS_3D, SHAPES
+from ..scenes.catalog import COLOURS, RELATION_PHRASES, RELATIONS_2D, RELATIONS_3D, SHAPES
+from ..scenes.held_out import (
+    SceneObject,
+    _object,
+    is_held_out,
+)
 from .scene_prompts import EVAL_SEED
 
 DATA_PACKAGE = "spatialgen.eval"
@@ -46,8 +50,6 @@ VISOR_RELATIONS: tuple[str, ...] = tuple(VISOR_RELATION_PHRASES)
 MULTI_PROMPT_COUNT = 1000  # the paper's Multi set size
 MULTI_SEED = EVAL_SEED
 
-HELD_OUT_FRACTION = 0.2
-_HELD_OUT_SALT = "spatialgen-scene-heldout-v1"
 
 PluralStyle = Literal["paper", "english"]
 Split = Literal["held_out", "train", "all"]
@@ -260,83 +262,6 @@ def multi_prompts(
 
 
 # --------------------------------------------------------------------------------------------- scene world
-
-SceneObject = tuple[str, str] | str
-_OBJECT_NAME = re.compile(r"^(" + "|".join(COLOURS) + r") (" + "|".join(SHAPES) + r")$")
-_CAPTION = re.compile(
-    r"^an? (?:(?:small|large) )?(?P<a>(?:"
-    + "|".join(COLOURS)
-    + r") (?:"
-    + "|".join(SHAPES)
-    + r")) (?P<phrase>"
-    + "|".join(re.escape(p) for p in RELATION_PHRASES.values())
-    + r") an? (?:(?:small|large) )?(?P<b>(?:"
-    + "|".join(COLOURS)
-    + r") (?:"
-    + "|".join(SHAPES)
-    + r"))\b"
-)
-_RELATION_BY_PHRASE = {phrase: name for name, phrase in RELATION_PHRASES.items()}
-
-
-def _object(obj: SceneObject) -> tuple[str, str]:
-    if isinstance(obj, str):
-        match = _OBJECT_NAME.match(obj.strip().lower())
-        if not match:
-            raise ValueError(f"not a scene-world object {obj!r}; expected '<colour> <shape>' like 'red cube'")
-        return match.group(1), match.group(2)
-    colour, shape = obj
-    if colour not in COLOURS or shape not in SHAPES:
-        raise ValueError(f"not a scene-world object {obj!r}; colours {list(COLOURS)}, shapes {list(SHAPES)}")
-    return colour, shape
-
-
-def triplet_key(a: SceneObject, relation: str, b: SceneObject) -> str:
-    """The split key of a triplet, the same for it and its inverse ("A left of B" = "B right of A").
-
-    A triplet and its inverse describe the same picture, so they must fall on the same side of the
-    split; the key is the lexicographically smaller of the two spellings.
-    """
-    if relation not in INVERSE_RELATION:
-        raise ValueError(f"unknown relation {relation!r}; choose from {list(INVERSE_RELATION)}")
-    (ca, sa), (cb, sb) = _object(a), _object(b)
-    if (ca, sa) == (cb, sb):
-        raise ValueError(f"a triplet needs two different objects, got {ca} {sa} twice")
-    forward = f"{ca} {sa}|{relation}|{cb} {sb}"
-    backward = f"{cb} {sb}|{INVERSE_RELATION[relation]}|{ca} {sa}"
-    return min(forward, backward)
-
-
-def is_held_out(a: SceneObject, relation: str, b: SceneObject) -> bool:
-    """Whether the scene-world triplet (A, relation, B) belongs to the fixed evaluation split.
-
-    A stable hash (blake2b of a salted :func:`triplet_key`, read as a number in [0, 1)) below
-    :data:`HELD_OUT_FRACTION` means held out: independent of Python's hash seed, platform and
-    version, and closed under inversion. Objects are (colour, shape) pairs or "colour shape"
-    strings; size words are not part of a triplet. Training-data builders must drop captions for
-    which this (or :func:`is_held_out_caption`) is true; evaluation sets use only those triplets.
-    """
-    digest = hashlib.blake2b(f"{_HELD_OUT_SALT}:{triplet_key(a, relation, b)}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2.0**64 < HELD_OUT_FRACTION
-
-
-def caption_triplet(text: str) -> tuple[tuple[str, str], str, tuple[str, str]] | None:
-    """(A, relation, B) of a scene-world relational caption or prompt, or None if it is not one.
-
-    Reads captions as :mod:`spatialgen.scenes.captions` writes them ("a small red cube to the left
-    of a blue sphere on the grass"); size words and a trailing floor phrase are ignored.
-    """
-    match = _CAPTION.match(text.strip().lower())
-    if not match:
-        return None
-    a, b = _object(match.group("a")), _object(match.group("b"))
-    return a, _RELATION_BY_PHRASE[match.group("phrase")], b
-
-
-def is_held_out_caption(text: str) -> bool:
-    """True for a relational caption whose triplet is held out; False for any other caption."""
-    triplet = caption_triplet(text)
-    return triplet is not None and triplet[0] != triplet[2] and is_held_out(*triplet)
 
 
 def _relations(relations: str | Sequence[str]) -> tuple[str, ...]:

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..scenes.captions import DEFAULT_CAPTION_MIX, check_caption_mix, choose_caption
+from ..scenes.captions import DEFAULT_CAPTION_MIX, RELATIONAL_KINDS, check_caption_mix, choose_caption
+from ..scenes.held_out import is_held_out_caption
 from ..scenes.sampling import Draw
 from ..scenes.shards import SceneShards
 
@@ -65,14 +66,23 @@ def draw_captions(
     indices: np.ndarray,
     mix: Mapping[str, float] | None = None,
     dropout: float = 0.0,
+    exclude_held_out: bool = False,
 ) -> list[str]:
-    """One caption per index, of a kind drawn with ``mix``; ``dropout`` of them replaced by "" (for CFG)."""
+    """One caption per index, of a kind drawn with ``mix``; ``dropout`` of them replaced by "" (for CFG).
+
+    ``exclude_held_out`` removes relational captions whose triplet belongs to the scene world's
+    evaluation split (:mod:`spatialgen.scenes.held_out`) before the kind is drawn, so a model
+    never trains on what its spatial evaluation asks for.
+    """
     mix = check_caption_mix(mix or DEFAULT_CAPTION_MIX)
     seeds = rng.integers(0, 2**63 - 1, size=len(indices))
     dropped = rng.random(len(indices)) < dropout
     out = []
     for index, seed, drop in zip(indices, seeds, dropped, strict=True):
-        out.append("" if drop else choose_caption(captions[int(index)], mix, Draw(int(seed)))[1])
+        available = captions[int(index)]
+        if exclude_held_out:
+            available = {k: v for k, v in available.items() if k not in RELATIONAL_KINDS or not is_held_out_caption(v)}
+        out.append("" if drop else choose_caption(available, mix, Draw(int(seed)))[1])
     return out
 
 

@@ -78,6 +78,8 @@ class BaseTrainConfig:
     keep_checkpoints: int = 2
     max_scenes: int | None = None
     seed: int = 0
+    # Drop relational captions of the scene world's evaluation split (spatialgen.scenes.held_out).
+    exclude_held_out: bool = True
 
     def validate(self) -> BaseTrainConfig:
         TinySDConfig.from_dict(self.model)
@@ -105,6 +107,8 @@ class BaseTrainConfig:
         data = json.loads(Path(path).read_text())
         if "training" in data:
             data = data["training"]
+        # Runs recorded before the held-out split existed trained on every caption: reproduce them so.
+        data.setdefault("exclude_held_out", False)
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**data).validate()
 
@@ -321,7 +325,7 @@ def train_diffusion(
     for step in bar:
         rng = batch_generator(cfg.seed + 1, step, accelerator.process_index)
         idx = draw_indices(rng, len(data), cfg.batch_size)
-        prompts = draw_captions(rng, data.captions, idx, cfg.caption_mix, cfg.caption_dropout)
+        prompts = draw_captions(rng, data.captions, idx, cfg.caption_mix, cfg.caption_dropout, cfg.exclude_held_out)
         gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
         latents = (means[idx] + stds[idx] * torch.randn(means[idx].shape, generator=gen)) * scale
         loss, per_sample = diffusion_loss(
@@ -395,7 +399,11 @@ def train_base(cfg: BaseTrainConfig, resume: str | None = None, cpu: bool = Fals
     config_path = run / "config.json"
     if config_path.is_file() and resume:
         saved = json.loads(config_path.read_text())
-        changed = sorted(k for k in saved if saved.get(k) != asdict(cfg).get(k) and k not in RESUMABLE_CHANGES)
+        saved.setdefault("exclude_held_out", False)  # a run from before the split trained on every caption
+        current = asdict(cfg)
+        changed = sorted(
+            k for k in set(saved) | set(current) if saved.get(k) != current.get(k) and k not in RESUMABLE_CHANGES
+        )
         if changed:
             raise ValueError(
                 f"--resume with a different config than the run's config.json (changed: {changed}); "
