@@ -1,0 +1,125 @@
+"""Installing the intrinsic domain into a diffusers backbone: peft LoRA on attn1 + cross-domain processors.
+
+The LoRA layers are real peft layers injected with :func:`peft.inject_adapter_in_model` under the
+adapter name ``intrinsic``, so the weights save and load in peft's format
+(``get_peft_model_state_dict`` / ``set_peft_model_state_dict``, an ``adapter_config.json``) and can
+be inspected with peft's tools. The cross-domain processors, not peft's forward, decide which
+samples get them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from .attention import ADAPTER, CrossDomainAttnProcessor, CrossDomainState
+from .blocks import block_numbers
+
+LORA_WEIGHTS = "intrinsic_lora.safetensors"
+LORA_CONFIG = "adapter_config.json"
+DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+
+
+def _target_pattern(targets: Sequence[str]) -> str:
+    allowed = set(DEFAULT_TARGETS)
+    unknown = [t for t in targets if t not in allowed]
+    if unknown or not targets:
+        raise ValueError(f"LoRA targets must be a non-empty subset of {DEFAULT_TARGETS}, got {list(targets)}")
+    names = "|".join(t.replace(".", r"\.") for t in targets)
+    return rf".*attn1\.({names})$"
+
+
+def install_cross_domain(
+    model: torch.nn.Module,
+    state: CrossDomainState | None = None,
+    rank: int = 32,
+    alpha: float | None = None,
+    targets: Sequence[str] = DEFAULT_TARGETS,
+    init_lora_weights: bool | str = True,
+    freeze_base: bool = True,
+) -> CrossDomainState:
+    """Give ``model`` an intrinsic domain: LoRA (rank, alpha) on its attn1 projections and cross-domain processors.
+
+    Returns the shared state that the pipeline or trainer drives. With ``init_lora_weights=True``
+    peft initialises B = 0, so a freshly installed domain starts as the base model.
+    """
+    from peft import LoraConfig, inject_adapter_in_model
+
+    if rank <= 0:
+        raise ValueError(f"LoRA rank must be positive, got {rank}")
+    state = state if state is not None else CrossDomainState()
+    numbers = block_numbers(model)
+    if not numbers:
+        raise ValueError(f"{type(model).__name__} has no self-attention (attn1) layers to make cross-domain")
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha if alpha is not None else rank,
+        target_modules=_target_pattern(targets),
+        init_lora_weights=init_lora_weights,
+    )
+    inject_adapter_in_model(config, model, adapter_name=ADAPTER)
+    processors = dict(model.attn_processors)
+    for name, block in numbers.items():
+        processors[name] = CrossDomainAttnProcessor(state, block)
+    model.set_attn_processor(processors)
+    if freeze_base:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(f".lora_A.{ADAPTER}." in name or f".lora_B.{ADAPTER}." in name)
+    model.spatialgen_lora_config = {"rank": rank, "alpha": config.lora_alpha, "targets": list(targets)}
+    return state
+
+
+def lora_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The intrinsic domain's trainable LoRA parameters."""
+    return [p for n, p in model.named_parameters() if f".lora_A.{ADAPTER}." in n or f".lora_B.{ADAPTER}." in n]
+
+
+def save_intrinsic_lora(model: torch.nn.Module, folder: str | os.PathLike[str]) -> Path:
+    """Write the intrinsic LoRA in peft's format (safetensors + adapter_config.json), atomically."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save as save_bytes
+
+    from ..fileio import atomic_write_bytes, atomic_write_json
+
+    settings = getattr(model, "spatialgen_lora_config", None)
+    if settings is None:
+        raise ValueError("this model has no intrinsic domain installed (install_cross_domain)")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = get_peft_model_state_dict(model, adapter_name=ADAPTER)
+    atomic_write_bytes(folder / LORA_WEIGHTS, save_bytes({k: v.detach().cpu().contiguous() for k, v in state.items()}))
+    peft_config = {
+        "peft_type": "LORA",
+        "r": settings["rank"],
+        "lora_alpha": settings["alpha"],
+        "target_modules": _target_pattern(settings["targets"]),
+        "spatialgen_targets": settings["targets"],
+    }
+    atomic_write_json(folder / LORA_CONFIG, peft_config)
+    return folder
+
+
+def load_intrinsic_lora(
+    model: torch.nn.Module, folder: str | os.PathLike[str], state: CrossDomainState | None = None
+) -> CrossDomainState:
+    """Install the intrinsic domain on ``model`` from a folder written by :func:`save_intrinsic_lora`."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config_path, weights_path = folder / LORA_CONFIG, folder / LORA_WEIGHTS
+    if not config_path.is_file() or not weights_path.is_file():
+        raise FileNotFoundError(f"no intrinsic LoRA in {str(folder)!r} (expected {LORA_CONFIG} and {LORA_WEIGHTS})")
+    config = json.loads(config_path.read_text())
+    state = install_cross_domain(
+        model, state, rank=config["r"], alpha=config["lora_alpha"], targets=config["spatialgen_targets"]
+    )
+    result = set_peft_model_state_dict(model, load_file(str(weights_path)), adapter_name=ADAPTER)
+    missing = [k for k in getattr(result, "unexpected_keys", []) if "lora" in k]
+    if missing:
+        raise ValueError(f"the LoRA in {str(folder)!r} does not fit this model (unexpected keys: {missing[:3]})")
+    return state
