@@ -131,3 +131,42 @@ def train_estimator_command(
 ) -> None:
     """Train the scene-world depth and normal estimator on exact intrinsics and print its held-out accuracy."""
     _train_scene_network("estimator", data, out, steps, batch_size, max_scenes, held_out, held_out_seed, seed)
+
+
+@train_app.command("intrinsic-vae")
+@friendly_errors
+def train_intrinsic_vae_command(
+    data: Path = typer.Option(..., "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
+    out: Path = typer.Option(..., "--out", help="Run folder: config, checkpoints, intrinsic_vae/, held-out.json."),
+    base: str = typer.Option(
+        "embedded", "--base", help="Pipeline whose VAE is widened: embedded, a folder or a hub id."
+    ),
+    steps: int = typer.Option(1500, "--steps", help="Training steps."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Batch size."),
+    mask_p: float = typer.Option(0.1, "--mask-p", help="Probability of zeroing each intrinsic of the input."),
+    max_scenes: int = typer.Option(10000, "--max-scenes", help="Use only the first N scenes."),
+    checkpoint_every: int = typer.Option(250, "--checkpoint-every", help="Steps between checkpoints."),
+    seed: int = typer.Option(0, "--seed", help="Training seed."),
+    resume: str | None = typer.Option(None, "--resume", help="'latest' or a checkpoint folder."),
+    cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU even if a GPU is present."),
+) -> None:
+    """Widen the base VAE to the 8 packed intrinsic channels and fine-tune it with input masking (I-LDM 3.2)."""
+    quiet_libraries()
+    import json
+
+    from ..ildm.vae_training import IntrinsicVAEConfig, train_intrinsic_vae
+
+    cfg = IntrinsicVAEConfig(
+        data=str(data),
+        out=str(out),
+        base=base,
+        steps=steps,
+        batch_size=batch_size,
+        mask_p=mask_p,
+        max_scenes=max_scenes,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+    )
+    folder = train_intrinsic_vae(cfg, resume=resume, cpu=cpu)
+    console.print(json.dumps(json.loads((out / "held-out.json").read_text()), indent=2), highlight=False)
+    console.print(f"intrinsic VAE written to {folder}", highlight=False)
