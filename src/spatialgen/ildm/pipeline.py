@@ -1,0 +1,282 @@
+"""``IntrinsicLDMPipeline``: co-generate an image and its intrinsics (I-LDM, section 3) with any SD-family UNet.
+
+The canonical diffusers order: check inputs, encode the prompt, prepare latents, denoise, decode,
+return an output dataclass. What differs from ``StableDiffusionPipeline``:
+
+* two domains share one UNet pass per step, as the joint batch ``cat([image, intrinsic])`` with an
+  explicit :class:`~spatialgen.ildm.attention.JointLayout` (under CFG each domain holds
+  ``[uncond, cond]`` and the layout pairs them position by position);
+* both domains start from the **same** initial noise (the paper's sampling choice) and each has
+  its own copy of the scheduler (multistep schedulers keep history per trajectory);
+* the cross-domain weight w(l, t) follows a schedule chosen per call (``schedule="drop"`` ...);
+* the output carries the decoded images, the decoded :class:`~spatialgen.intrinsics.Intrinsics`
+  and the intrinsic latents.
+
+``save_pretrained`` writes a plain diffusers folder (the UNet without its LoRA, so the base
+weights stay loadable by any tool) plus ``intrinsic_lora/`` (peft format) and ``ildm.json`` (the
+default schedule and LoRA settings); ``from_pretrained`` puts them back together.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from ..intrinsics import Intrinsics
+from .adapter import install_cross_domain, load_intrinsic_lora, save_intrinsic_lora
+from .attention import CrossDomainState, JointLayout
+from .intrinsic_vae import decode_intrinsics
+from .schedules import WeightSchedule, resolve_schedule, schedule_from_dict, schedule_to_dict
+
+ILDM_CONFIG = "ildm.json"
+LORA_FOLDER = "intrinsic_lora"
+
+
+@dataclass
+class IntrinsicLDMPipelineOutput(BaseOutput):
+    """Images (PIL list or array), their co-generated intrinsics in [0, 1], and the intrinsic latents."""
+
+    images: Any
+    intrinsics: Intrinsics
+    intrinsic_latents: torch.Tensor
+
+
+class IntrinsicLDMPipeline(DiffusionPipeline):
+    """Text to image + depth, normals, segmentation and line drawing, in one denoising loop."""
+
+    model_cpu_offload_seq = "text_encoder->unet->vae->intrinsic_vae"
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        intrinsic_vae: AutoencoderKL,
+        text_encoder: Any,
+        tokenizer: Any,
+        unet: UNet2DConditionModel,
+        scheduler: Any,
+    ) -> None:
+        super().__init__()
+        self.register_modules(
+            vae=vae,
+            intrinsic_vae=intrinsic_vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+        )
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+        self.cross_domain: CrossDomainState | None = None
+        self.default_schedule: WeightSchedule = resolve_schedule("drop")
+
+    # --------------------------------------------------------------------------------- building
+
+    @classmethod
+    def from_base(
+        cls,
+        base: DiffusionPipeline,
+        intrinsic_vae: AutoencoderKL,
+        lora: str | os.PathLike[str] | None = None,
+        rank: int = 32,
+        schedule: str | WeightSchedule = "drop",
+    ) -> IntrinsicLDMPipeline:
+        """From an SD pipeline's components: install the intrinsic domain (new, or a saved LoRA folder)."""
+        pipe = cls(base.vae, intrinsic_vae, base.text_encoder, base.tokenizer, base.unet, base.scheduler)
+        if lora is not None:
+            pipe.cross_domain = load_intrinsic_lora(pipe.unet, lora)
+        else:
+            pipe.cross_domain = install_cross_domain(pipe.unet, rank=rank)
+        pipe.default_schedule = resolve_schedule(schedule)
+        return pipe
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> None:
+        if self.cross_domain is None:
+            raise ValueError("this pipeline has no intrinsic domain; build it with IntrinsicLDMPipeline.from_base")
+        folder = Path(save_directory)
+        with_lora = self.unet
+        self.register_modules(unet=_base_unet(with_lora))
+        try:
+            super().save_pretrained(folder, **kwargs)
+        finally:
+            self.register_modules(unet=with_lora)
+        save_intrinsic_lora(with_lora, folder / LORA_FOLDER)
+        from ..fileio import atomic_write_json
+
+        atomic_write_json(folder / ILDM_CONFIG, {"schedule": schedule_to_dict(self.default_schedule)})
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike[str], **kwargs: Any
+    ) -> IntrinsicLDMPipeline:
+        pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        folder = Path(pretrained_model_name_or_path)
+        pipe.cross_domain = load_intrinsic_lora(pipe.unet, folder / LORA_FOLDER)
+        config_path = folder / ILDM_CONFIG
+        if config_path.is_file():
+            pipe.default_schedule = schedule_from_dict(json.loads(config_path.read_text())["schedule"])
+        return pipe
+
+    # --------------------------------------------------------------------------------- sampling steps
+
+    def check_inputs(self, prompt: Any, height: int, width: int, steps: int, guidance_scale: float) -> list[str]:
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise ValueError("prompt must be a string or a non-empty list of strings")
+        multiple = self.vae_scale_factor
+        if height % multiple or width % multiple or height <= 0 or width <= 0:
+            raise ValueError(f"height and width must be positive multiples of {multiple}, got {height} x {width}")
+        if steps <= 0:
+            raise ValueError(f"num_inference_steps must be positive, got {steps}")
+        if self.cross_domain is None:
+            raise ValueError("this pipeline has no intrinsic domain; build it with IntrinsicLDMPipeline.from_base")
+        del guidance_scale
+        return prompts
+
+    def encode_prompt(self, prompts: list[str], device: torch.device, negative: list[str] | None) -> torch.Tensor:
+        """Text embeddings as Stable Diffusion computes them; with CFG, ``cat([negative, positive])``."""
+
+        def embed(texts: list[str], length: int) -> torch.Tensor:
+            tokens = self.tokenizer(
+                texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt"
+            )
+            use_mask = getattr(self.text_encoder.config, "use_attention_mask", False)
+            mask = tokens.attention_mask.to(device) if use_mask else None
+            return self.text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0]
+
+        positive = embed(prompts, self.tokenizer.model_max_length)
+        if negative is None:
+            return positive
+        return torch.cat([embed(negative, positive.shape[1]), positive])
+
+    def _step_kwargs(self, scheduler: Any, generator: Any, eta: float) -> dict[str, Any]:
+        accepted = set(inspect.signature(scheduler.step).parameters)
+        kwargs: dict[str, Any] = {}
+        if "eta" in accepted:
+            kwargs["eta"] = eta
+        if "generator" in accepted:
+            kwargs["generator"] = generator
+        return kwargs
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int = 25,
+        guidance_scale: float = 7.5,
+        negative_prompt: str | list[str] | None = None,
+        num_images_per_prompt: int = 1,
+        eta: float = 0.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        schedule: str | WeightSchedule | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> IntrinsicLDMPipelineOutput | tuple[Any, Intrinsics, torch.Tensor]:
+        height = height or self.unet.config.sample_size * self.vae_scale_factor
+        width = width or self.unet.config.sample_size * self.vae_scale_factor
+        prompts = self.check_inputs(prompt, height, width, num_inference_steps, guidance_scale)
+        prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+        device = self._execution_device
+        cfg = guidance_scale > 1.0
+        negatives = None
+        if cfg:
+            negatives = (
+                [""] * len(prompts)
+                if negative_prompt is None
+                else (
+                    [negative_prompt] * len(prompts)
+                    if isinstance(negative_prompt, str)
+                    else [n for n in negative_prompt for _ in range(num_images_per_prompt)]
+                )
+            )
+        text = self.encode_prompt(prompts, device, negatives)
+
+        shape = (
+            len(prompts),
+            self.unet.config.in_channels,
+            height // self.vae_scale_factor,
+            width // self.vae_scale_factor,
+        )
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=text.dtype)
+        latents = latents.to(device) * self.scheduler.init_noise_sigma
+        intrinsic = latents.clone()  # the same initial noise for both domains
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        intrinsic_scheduler = copy.deepcopy(self.scheduler)
+        image_kwargs = self._step_kwargs(self.scheduler, generator, eta)
+        intrinsic_kwargs = self._step_kwargs(intrinsic_scheduler, generator, eta)
+
+        state = self.cross_domain
+        assert state is not None
+        state.schedule = resolve_schedule(schedule) if schedule is not None else self.default_schedule
+        per_domain = 2 * len(prompts) if cfg else len(prompts)
+        state.layout = JointLayout.stacked(per_domain, device=device)
+        joint_text = torch.cat([text, text])
+        try:
+            for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+                state.timestep = float(t)
+                x_in = torch.cat([latents] * 2) if cfg else latents
+                i_in = torch.cat([intrinsic] * 2) if cfg else intrinsic
+                joint = torch.cat(
+                    [self.scheduler.scale_model_input(x_in, t), intrinsic_scheduler.scale_model_input(i_in, t)]
+                )
+                noise = self.unet(joint, t, encoder_hidden_states=joint_text).sample
+                noise_image, noise_intrinsic = noise[:per_domain], noise[per_domain:]
+                if cfg:
+                    noise_image = _guide(noise_image, guidance_scale)
+                    noise_intrinsic = _guide(noise_intrinsic, guidance_scale)
+                latents = self.scheduler.step(noise_image, t, latents, **image_kwargs).prev_sample
+                intrinsic = intrinsic_scheduler.step(noise_intrinsic, t, intrinsic, **intrinsic_kwargs).prev_sample
+                if callback_on_step_end is not None:
+                    outputs = callback_on_step_end(self, i, t, {"latents": latents, "intrinsic_latents": intrinsic})
+                    latents = outputs.get("latents", latents)
+                    intrinsic = outputs.get("intrinsic_latents", intrinsic)
+        finally:
+            state.layout = None
+
+        if output_type == "latent":
+            images: Any = latents
+        else:
+            decoded = self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)[0]
+            images = self.image_processor.postprocess(decoded, output_type=output_type)
+        intrinsics = decode_intrinsics(self.intrinsic_vae, intrinsic)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return images, intrinsics, intrinsic
+        return IntrinsicLDMPipelineOutput(images=images, intrinsics=intrinsics, intrinsic_latents=intrinsic)
+
+
+def _guide(noise: torch.Tensor, scale: float) -> torch.Tensor:
+    uncond, cond = noise.chunk(2)  # within one domain: [uncond, cond], as encode_prompt orders them
+    return uncond + scale * (cond - uncond)
+
+
+def _base_unet(unet: UNet2DConditionModel) -> UNet2DConditionModel:
+    """A copy of the UNet without the peft layers: base weights under their original names."""
+    state = {k.replace(".base_layer.", "."): v for k, v in unet.state_dict().items() if ".lora_" not in k}
+    clean = UNet2DConditionModel.from_config(unet.config)
+    clean.load_state_dict(state)
+    return clean.to(unet.device, unet.dtype)
+
+
+def images_as_array(images: Any) -> np.ndarray:
+    """PIL list or array -> float array in [0, 1], for comparisons."""
+    if isinstance(images, np.ndarray):
+        return images
+    return np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in images])
