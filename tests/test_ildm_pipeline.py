@@ -88,3 +88,31 @@ def test_bad_inputs_say_what_to_change() -> None:
         ours("a red cube", height=31, width=32)
     with pytest.raises(ValueError, match="num_inference_steps must be positive"):
         ours("a red cube", num_inference_steps=0)
+
+
+def test_generate_method_ildm_writes_images_with_their_intrinsic_maps(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from spatialgen.cli import app
+    from spatialgen.intrinsic_files import load_maps
+
+    _, ours = _pipes()
+    ours.save_pretrained(tmp_path / "ildm")
+    runner = CliRunner()
+    args = ["generate", "a red cube", "--method", "ildm", "--model", str(tmp_path / "ildm"), "--n", "2", "--steps", "2"]
+    result = runner.invoke(app, [*args, "--schedule", "gaussian", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    images = sorted(p for p in (tmp_path / "out").glob("*-seed*.png") if p.name.count(".") == 1)
+    assert len(images) == 2 and (tmp_path / "out" / "grid.png").is_file()
+    maps = load_maps(images[0])
+    assert set(maps) == {"depth", "normal", "segmentation", "lines"} and maps["normal"].shape == (3, 32, 32)
+    assert json.loads(images[0].with_suffix(".json").read_text())["schedule"] == "gaussian"
+    bad = runner.invoke(app, [*args, "--schedule", "cosine", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "unknown weight schedule" in bad.output
+    missing = runner.invoke(app, ["generate", "a red cube", "--method", "ildm", "--out", str(tmp_path / "none")])
+    assert missing.exit_code == 2 and "no embedded I-LDM" in " ".join(missing.output.split())
+    # the co-generated maps are what `eval intrinsics` reads: consistency with the scene estimator
+    scored = runner.invoke(app, ["eval", "intrinsics", "--images", str(tmp_path / "out"), "--out", str(tmp_path / "e")])
+    assert scored.exit_code == 0, scored.output

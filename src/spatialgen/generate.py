@@ -53,6 +53,7 @@ class GeneratedImage:
     seed: int
     image: Image.Image
     path: Path | None = None
+    intrinsics: dict[str, Any] | None = None  # I-LDM: depth, normal, segmentation, lines (C, H, W) in [0, 1]
 
 
 def size_multiple(pipe: Any) -> int:
@@ -119,8 +120,13 @@ def generate_images(
     batch_size: int = 4,
     strict: bool = False,
     progress: bool = True,
+    schedule: Any = None,
 ) -> list[GeneratedImage]:
-    """``n`` images per prompt; image k of a prompt uses seed ``seed + k``."""
+    """``n`` images per prompt; image k of a prompt uses seed ``seed + k``.
+
+    With an I-LDM pipeline each result also carries its co-generated intrinsics, sampled with
+    ``schedule`` (a name or a schedule; None: the pipeline's default).
+    """
     settings = (settings or GenerationSettings()).validate()
     if n <= 0:
         raise ValueError(f"--n must be a positive number of images per prompt, got {n}")
@@ -136,7 +142,8 @@ def generate_images(
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start : start + batch_size]
             generators = [torch.Generator(device).manual_seed(s) for _, s in chunk]
-            images = pipe(
+            extra = {"schedule": schedule} if hasattr(pipe, "cross_domain") else {}
+            result = pipe(
                 [p for p, _ in chunk],
                 height=size,
                 width=size,
@@ -145,8 +152,18 @@ def generate_images(
                 negative_prompt=[settings.negative_prompt] * len(chunk) if settings.negative_prompt else None,
                 generator=generators,
                 output_type="pil",
-            ).images
-            out.extend(GeneratedImage(p, s, im) for (p, s), im in zip(chunk, images, strict=True))
+                **extra,
+            )
+            maps = [None] * len(chunk)
+            if extra:
+                fields = ("depth", "normal", "segmentation", "lines")
+                maps = [
+                    {f: getattr(result.intrinsics, f)[k].float().cpu().numpy() for f in fields}
+                    for k in range(len(chunk))
+                ]
+            out.extend(
+                GeneratedImage(p, s, im, intrinsics=m) for (p, s), im, m in zip(chunk, result.images, maps, strict=True)
+            )
             bar.update(len(chunk))
     return out
 
@@ -177,15 +194,43 @@ def save_generated(
         metadata = {**common, "prompt": r.prompt, "seed": r.seed, "spatialgen": __version__, "file": f"{name}.png"}
         atomic_write_bytes(folder / f"{name}.png", png_bytes(r.image, metadata))
         atomic_write_json(folder / f"{name}.json", metadata)
-        saved.append(GeneratedImage(r.prompt, r.seed, r.image, folder / f"{name}.png"))
+        if r.intrinsics is not None:
+            from .intrinsic_files import save_maps
+
+            save_maps(folder / f"{name}.png", r.intrinsics)
+        saved.append(GeneratedImage(r.prompt, r.seed, r.image, folder / f"{name}.png", r.intrinsics))
     if grid and results:
         buffer = io.BytesIO()
-        columns = max(1, sum(1 for r in results if r.prompt == results[0].prompt))
-        image_grid([r.image for r in results], [f"{r.prompt} (seed {r.seed})" for r in results], columns).save(
-            buffer, format="PNG"
-        )
+        if any(r.intrinsics is not None for r in results):
+            tiles, captions = intrinsic_rows(results)
+            image_grid(tiles, captions, 5).save(buffer, format="PNG")
+        else:
+            columns = max(1, sum(1 for r in results if r.prompt == results[0].prompt))
+            image_grid([r.image for r in results], [f"{r.prompt} (seed {r.seed})" for r in results], columns).save(
+                buffer, format="PNG"
+            )
         atomic_write_bytes(folder / "grid.png", buffer.getvalue())
     return saved
+
+
+def intrinsic_rows(results: Sequence[GeneratedImage]) -> tuple[list[Image.Image], list[str]]:
+    """One row per result: the image, then its depth, normals, segmentation and line drawing pictures."""
+    import numpy as np
+
+    from .intrinsics import Intrinsics
+
+    tiles: list[Image.Image] = []
+    captions: list[str] = []
+    for r in results:
+        tiles.append(r.image)
+        captions.append(f"{r.prompt} (seed {r.seed})")
+        if r.intrinsics is None:
+            continue
+        pictures = Intrinsics(**{k: np.asarray(v) for k, v in r.intrinsics.items()}).visualise()
+        for name, picture in pictures.items():
+            tiles.append(Image.fromarray(picture))
+            captions.append(name)
+    return tiles, captions
 
 
 def image_grid(

@@ -29,6 +29,10 @@ def generate(
     half: bool = typer.Option(False, "--half", help="Run in float16 (GPU only)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Images per forward batch."),
     strict: bool = typer.Option(False, "--strict", help="Refuse prompts with words the model does not know."),
+    method: str = typer.Option("sd", "--method", help="sd (the image alone) or ildm (with its intrinsics)."),
+    schedule: str | None = typer.Option(
+        None, "--schedule", help="I-LDM cross-domain weights: drop, gaussian or none (default: the model's)."
+    ),
 ) -> None:
     """Generate images from a prompt (or a prompt file): PNGs with their settings, sidecars and a grid."""
     quiet_libraries()  # before importing diffusers: its import prints notices
@@ -50,8 +54,23 @@ def generate(
     settings = GenerationSettings(steps, guidance, scheduler, size, negative).validate()
     if half and not str(device).startswith("cuda"):
         raise ValueError("--half needs --device cuda: float16 on the CPU is slow and inexact")
-    pipe = load_pipeline(model, device, torch.float16 if half else torch.float32, scheduler)
-    results = generate_images(pipe, prompt_list, n, seed, settings, batch_size, strict)
+    if method not in ("sd", "ildm"):
+        raise ValueError(f"--method must be sd or ildm, got {method!r}")
+    if schedule is not None and method != "ildm":
+        raise ValueError("--schedule applies to --method ildm only")
+    dtype = torch.float16 if half else torch.float32
+    if method == "ildm":
+        from ..ildm.pipeline import load_ildm_pipeline
+        from ..ildm.schedules import make_schedule
+
+        if schedule is not None:
+            make_schedule(schedule)  # a clear error for a wrong name before any work
+        pipe = load_ildm_pipeline(model, device, dtype, scheduler)
+    else:
+        pipe = load_pipeline(model, device, dtype, scheduler)
+    results = generate_images(pipe, prompt_list, n, seed, settings, batch_size, strict, schedule=schedule)
     metadata = settings_metadata(settings, model, settings.size or native_size(pipe))
+    if method == "ildm":
+        metadata.update(method="ildm", schedule=schedule or "default")
     saved = save_generated(results, out, metadata)
     console.print(f"wrote {len(saved)} image(s) and grid.png to {out}", highlight=False)

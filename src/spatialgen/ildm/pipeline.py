@@ -280,3 +280,38 @@ def images_as_array(images: Any) -> np.ndarray:
     if isinstance(images, np.ndarray):
         return images
     return np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in images])
+
+
+def embedded_ildm_path() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("spatialgen") / "weights" / "embedded-ildm"))
+
+
+def load_ildm_pipeline(
+    model: str | os.PathLike[str] = "embedded",
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    scheduler: str | None = None,
+) -> IntrinsicLDMPipeline:
+    """An I-LDM pipeline folder (``save_pretrained`` of ``IntrinsicLDMPipeline``), or the embedded one."""
+    from ..models.pipeline import check_device, make_scheduler
+
+    device = check_device(device)
+    folder = embedded_ildm_path() if str(model) == "embedded" else Path(model)
+    if not (folder / LORA_FOLDER).is_dir():
+        if str(model) == "embedded":
+            raise FileNotFoundError(
+                "no embedded I-LDM model ships with this version; train one with `spatialgen train intrinsic-vae` "
+                "and `spatialgen train ildm`, then pass --model RUN/pipeline"
+            )
+        raise FileNotFoundError(f"{str(folder)!r} is not an I-LDM pipeline folder (no {LORA_FOLDER}/ in it)")
+    import warnings
+
+    with warnings.catch_warnings():  # newer diffusers renamed torch_dtype to dtype; older ones know only the former
+        warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+        pipe = IntrinsicLDMPipeline.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True)
+    if scheduler is not None:
+        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)

@@ -1,0 +1,212 @@
+"""Joint training of the intrinsic domain (I-LDM, Eq. 5): ``spatialgen train ildm``.
+
+Only the intrinsic LoRA trains; the base UNet, text encoder and both VAEs stay frozen. Each step
+draws image latents x0 and intrinsic latents i0 of the same scenes, one timestep t shared by
+each pair, independent noises eps_x and eps_i, runs the joint batch with w = 1 and minimises
+
+    ||eps_x_hat - eps_x||^2 + lambda * ||eps_i_hat - eps_i||^2
+
+(the image term trains the LoRA to send the image domain useful keys and values). Batches are a
+function of (seed, step), checkpoints hold only the LoRA and the optimizer, so a resumed run is
+bit-identical to an uninterrupted one and checkpoints stay small on real checkpoints too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..fileio import atomic_write_json, ensure_writable_dir, replace_dir
+from ..models.data import SceneTensors, batch_generator, draw_captions, draw_indices
+from ..models.training import list_checkpoints, load_checkpoint, save_checkpoint
+from ..scenes.captions import DEFAULT_CAPTION_MIX, check_caption_mix
+from .adapter import lora_parameters
+from .attention import JointLayout
+from .schedules import ConstantSchedule
+from .vae_training import load_packed_intrinsics, uint8_to_packed
+
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "data", "out")
+SAMPLE_PROMPTS = (
+    "a red cube to the left of a blue sphere",
+    "a large yellow cylinder and a small green cone on a wooden floor",
+    "a purple sphere in front of a gray cube",
+    "two cyan cones on the grass",
+)
+
+
+@dataclass
+class ILDMTrainConfig:
+    """Everything that determines an I-LDM training run (saved as ``config.json``)."""
+
+    data: str
+    out: str
+    intrinsic_vae: str
+    base: str = "embedded"
+    rank: int = 32  # LoRA rank of the intrinsic domain (alpha = rank)
+    loss_lambda: float = 1.0
+    steps: int = 2000
+    batch_size: int = 16
+    lr: float = 1e-4
+    caption_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CAPTION_MIX))
+    caption_dropout: float = 0.1
+    exclude_held_out: bool = True
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    max_scenes: int | None = 10000
+    seed: int = 0
+
+    def validate(self) -> ILDMTrainConfig:
+        for name in ("rank", "steps", "batch_size", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.loss_lambda < 0:
+            raise ValueError(f"loss_lambda must be >= 0, got {self.loss_lambda}")
+        check_caption_mix(self.caption_mix)
+        return self
+
+
+class _LoraState(torch.nn.Module):
+    """The LoRA parameters as one module, so that checkpoints hold them (and only them)."""
+
+    def __init__(self, params: list[torch.nn.Parameter]) -> None:
+        super().__init__()
+        self.params = torch.nn.ParameterList(params)
+
+
+def _encode(vae: Any, batches: torch.Tensor, to_input: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    means, stds = [], []
+    with torch.no_grad():
+        for i in tqdm(range(0, len(batches), 256), desc="encoding latents"):
+            dist = vae.encode(to_input(batches[i : i + 256]).to(device)).latent_dist
+            means.append(dist.mean.cpu())
+            stds.append(dist.std.cpu())
+    return torch.cat(means), torch.cat(stds)
+
+
+def joint_loss(
+    unet: torch.nn.Module,
+    state: Any,
+    noise_scheduler: Any,
+    x0: torch.Tensor,
+    i0: torch.Tensor,
+    text: torch.Tensor,
+    generator: torch.Generator,
+    loss_lambda: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eq. 5 on one batch: (loss, image term, intrinsic term). Shared t per pair, independent noises."""
+    n = x0.shape[0]
+    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (n,), generator=generator).to(x0.device)
+    eps_x = torch.randn(x0.shape, generator=generator).to(x0.device)
+    eps_i = torch.randn(i0.shape, generator=generator).to(x0.device)
+    joint = torch.cat([noise_scheduler.add_noise(x0, eps_x, t), noise_scheduler.add_noise(i0, eps_i, t)])
+    state.schedule, state.layout = ConstantSchedule(1.0), JointLayout.stacked(n, device=x0.device)
+    try:
+        pred = unet(joint, torch.cat([t, t]), encoder_hidden_states=torch.cat([text, text])).sample
+    finally:
+        state.layout = None
+    image_term = F.mse_loss(pred[:n].float(), eps_x.float())
+    intrinsic_term = F.mse_loss(pred[n:].float(), eps_i.float())
+    return image_term + loss_lambda * intrinsic_term, image_term, intrinsic_term
+
+
+def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = False) -> Path:
+    """Train (or resume) the intrinsic domain on top of ``cfg.base``; returns the saved pipeline folder."""
+    from accelerate import Accelerator
+    from diffusers import AutoencoderKL, DDPMScheduler
+
+    from ..models.pipeline import load_pipeline
+    from .pipeline import IntrinsicLDMPipeline
+
+    cfg.validate()
+    run = ensure_writable_dir(cfg.out, "run folder")
+    config_path = run / "config.json"
+    if config_path.is_file() and resume is None and list_checkpoints(run):
+        raise ValueError(f"{run} already holds a run; pass --resume latest to continue it, or choose another --out")
+    if config_path.is_file() and resume is not None:
+        saved, current = json.loads(config_path.read_text()), asdict(cfg)
+        changed = sorted(k for k in saved if saved[k] != current.get(k) and k not in RESUMABLE_CHANGES)
+        if changed:
+            raise ValueError(f"--resume with other settings than the run's config.json (changed: {changed})")
+    atomic_write_json(config_path, asdict(cfg))
+    accelerator = Accelerator(cpu=cpu)
+    torch.manual_seed(cfg.seed)
+    base = load_pipeline(cfg.base)
+    intrinsic_vae = AutoencoderKL.from_pretrained(cfg.intrinsic_vae, use_safetensors=True)
+    pipe = IntrinsicLDMPipeline.from_base(base, intrinsic_vae, rank=cfg.rank)
+    pipe.set_progress_bar_config(disable=True)
+    unet, state = pipe.unet, pipe.cross_domain
+    for module in (pipe.vae, pipe.intrinsic_vae, pipe.text_encoder):
+        module.requires_grad_(False)
+    params = lora_parameters(unet)
+    holder = _LoraState(params)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    start = 0
+    if resume is not None:
+        found = [path for _, _, path in list_checkpoints(run)]
+        if not found:
+            raise FileNotFoundError(f"no checkpoint to resume in {run / 'checkpoints'}")
+        start = load_checkpoint(found[-1] if resume == "latest" else Path(resume), {"lora": holder}, optimizer, None)
+
+    device = accelerator.device
+    scenes = SceneTensors.from_shards(cfg.data, cfg.max_scenes)
+    packed = load_packed_intrinsics(cfg.data, cfg.max_scenes)
+    x_mean, x_std = _encode(pipe.vae.to(device), scenes.images, lambda b: b.float() / 127.5 - 1.0, device)
+    i_mean, i_std = _encode(pipe.intrinsic_vae.to(device), packed, uint8_to_packed, device)
+    x_scale, i_scale = pipe.vae.config.scaling_factor, pipe.intrinsic_vae.config.scaling_factor
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    unet, optimizer = accelerator.prepare(unet, optimizer)
+    pipe.text_encoder.to(device)
+    unet.train()
+    bar = tqdm(range(start, cfg.steps), desc="I-LDM LoRA", initial=start, total=cfg.steps)
+    for step in bar:
+        rng = batch_generator(cfg.seed + 2, step, accelerator.process_index)
+        idx = draw_indices(rng, len(scenes), cfg.batch_size)
+        prompts = draw_captions(rng, scenes.captions, idx, cfg.caption_mix, cfg.caption_dropout, cfg.exclude_held_out)
+        gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+        x0 = (x_mean[idx] + x_std[idx] * torch.randn(x_mean[idx].shape, generator=gen)) * x_scale
+        i0 = (i_mean[idx] + i_std[idx] * torch.randn(i_mean[idx].shape, generator=gen)) * i_scale
+        with torch.no_grad():
+            text = pipe.encode_prompt(prompts, device, None)
+        loss, image_term, intrinsic_term = joint_loss(
+            unet, state, noise_scheduler, x0.to(device), i0.to(device), text, gen, cfg.loss_lambda
+        )
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        bar.set_postfix(image=f"{image_term.item():.4f}", intrinsic=f"{intrinsic_term.item():.4f}")
+        done = step + 1
+        if accelerator.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            save_checkpoint(run, "diffusion", done, {"lora": holder}, optimizer, None, cfg.keep_checkpoints)
+            save_sample_grid(pipe, run / "samples" / f"step-{done:07d}.png")
+            unet.train()
+    pipe.unet = accelerator.unwrap_model(unet).eval()
+    folder = run / "pipeline"
+    with replace_dir(folder) as tmp:
+        pipe.save_pretrained(tmp)
+    return folder
+
+
+def save_sample_grid(pipe: Any, path: Path, prompts: tuple[str, ...] = SAMPLE_PROMPTS) -> None:
+    """Each prompt's image beside its depth, normals, segmentation and line drawing (Drop schedule)."""
+    from PIL import Image
+
+    from ..generate import image_grid
+
+    pipe.unet.eval()
+    with torch.no_grad():
+        out = pipe(list(prompts), num_inference_steps=25, generator=torch.Generator().manual_seed(0), schedule="drop")
+    tiles, captions = [], []
+    for k, (image, prompt) in enumerate(zip(out.images, prompts, strict=True)):
+        pictures = out.intrinsics.visualise(k)
+        tiles += [image] + [Image.fromarray(np.asarray(pictures[name])) for name in pictures]
+        captions += [prompt] + list(pictures)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image_grid(tiles, captions, columns=5).save(path)
