@@ -272,7 +272,8 @@ def _base_unet(unet: UNet2DConditionModel) -> UNet2DConditionModel:
     state = {k.replace(".base_layer.", "."): v for k, v in unet.state_dict().items() if ".lora_" not in k}
     clean = UNet2DConditionModel.from_config(unet.config)
     clean.load_state_dict(state)
-    return clean.to(unet.device, unet.dtype)
+    clean.to(unet.device)
+    return clean if unet.dtype == clean.dtype else clean.to(dtype=unet.dtype)
 
 
 def images_as_array(images: Any) -> np.ndarray:
