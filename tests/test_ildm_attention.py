@@ -323,3 +323,46 @@ def test_schedules() -> None:
         ConstantSchedule(-1.0)
     with pytest.raises(TypeError, match="only named schedules"):
         schedule_to_dict(lambda block, t: 1.0)
+
+
+def _image_lora_state(seed: int = 4) -> dict[str, torch.Tensor]:
+    """A random SD-style LoRA (diffusers' peft keys under "unet.") on attention and feed-forward layers."""
+    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
+
+    donor = sd_unet()
+    config = LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0", "ff.net.2"])
+    inject_adapter_in_model(config, donor, adapter_name="default")
+    torch.manual_seed(seed)
+    for name, p in donor.named_parameters():
+        if "lora_" in name:
+            p.data.normal_(0, 0.3)
+    return {f"unet.{k}": v for k, v in get_peft_model_state_dict(donor, adapter_name="default").items()}
+
+
+def test_an_image_lora_acts_on_the_image_domain_only() -> None:
+    from spatialgen.ildm.adapter import load_image_lora
+
+    lora = _image_lora_state()
+    reference = sd_unet()
+    reference.load_lora_adapter(dict(lora), prefix="unet", adapter_name="image")
+    model = sd_unet()
+    state = install_cross_domain(model, rank=4)
+    randomise_lora(model)
+    reached = load_image_lora(model, state, dict(lora))
+    assert any(".attn1." in n for n in reached) and any(".attn2." in n for n in reached)
+    assert any("ff.net.2" in n for n in reached)
+    x = latents(2)
+    assert torch.allclose(run(model, x), run(reference, x), atol=1e-5)  # one domain: the LoRA'd base model
+    assert not torch.allclose(run(model, x), run(sd_unet(), x), atol=1e-3)
+
+    captured = {}
+    layer = model.get_submodule("down_blocks.0.attentions.0.transformer_blocks.0.ff.net.2")
+    handle = layer.register_forward_hook(lambda m, args, out: captured.update(x=args[0], out=out))
+    state.schedule = ConstantSchedule(0.0)
+    joint(model, x, latents(2, seed=5), state)
+    handle.remove()
+    base_out = layer.base_layer(captured["x"])
+    assert torch.allclose(captured["out"][2:], base_out[2:], atol=1e-6)  # intrinsic rows: no image LoRA
+    assert not torch.allclose(captured["out"][:2], base_out[:2], atol=1e-4)  # image rows: with it
+    with pytest.raises(ValueError, match="intrinsic domain's"):
+        load_image_lora(model, state, dict(lora), adapter_name="intrinsic")

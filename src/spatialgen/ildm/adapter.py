@@ -123,3 +123,49 @@ def load_intrinsic_lora(
     if missing:
         raise ValueError(f"the LoRA in {str(folder)!r} does not fit this model (unexpected keys: {missing[:3]})")
     return state
+
+
+def load_image_lora(
+    model: torch.nn.Module,
+    state: CrossDomainState,
+    lora: str | os.PathLike[str] | dict[str, torch.Tensor],
+    adapter_name: str = "image",
+    scale: float = 1.0,
+) -> list[str]:
+    """Load an SD LoRA (diffusers, peft or kohya format) that acts on the image domain only.
+
+    The paper's hand experiment adds a LoRA to the image model while the intrinsic domain keeps
+    the base. diffusers loads and converts the file into peft layers named ``adapter_name``;
+    peft's own forward is then told to skip it everywhere, and it is added back on the image
+    rows only: by the cross-domain processor in ``attn1``, by a forward hook elsewhere. Returns
+    the names of the layers it reached.
+    """
+    from diffusers import StableDiffusionPipeline
+    from peft.tuners.lora import LoraLayer
+
+    if adapter_name == ADAPTER:
+        raise ValueError(f"the adapter name {ADAPTER!r} is the intrinsic domain's; choose another")
+    state_dict, alphas = StableDiffusionPipeline.lora_state_dict(lora)
+    model.load_lora_adapter(state_dict, network_alphas=alphas, prefix="unet", adapter_name=adapter_name)
+    reached = []
+    for name, module in model.named_modules():
+        if not isinstance(module, LoraLayer) or adapter_name not in module.lora_A:
+            continue
+        module._active_adapter = [a for a in module.active_adapters if a != adapter_name]
+        if ".attn1." not in f".{name}.":
+            module.register_forward_hook(_image_rows_hook(state, adapter_name, scale))
+        reached.append(name)
+    if not reached:
+        raise ValueError("the LoRA matched no layer of this UNet; is it a LoRA for this model family?")
+    state.image_adapters[adapter_name] = scale
+    return reached
+
+
+def _image_rows_hook(state: CrossDomainState, adapter: str, scale: float):
+    from .attention import add_lora
+
+    def hook(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        x = args[0]
+        return add_lora(output, module, x, state.image_rows(x.shape[0], x.device), adapter, scale)
+
+    return hook

@@ -76,6 +76,14 @@ class CrossDomainState:
     schedule: WeightSchedule = field(default_factory=lambda: ConstantSchedule(1.0))
     layout: JointLayout | None = None
     timestep: float = 0.0
+    image_adapters: dict[str, float] = field(default_factory=dict)  # extra LoRAs of the image domain only
+
+    def image_rows(self, batch_size: int, device: torch.device) -> torch.Tensor:
+        """Batch indices of the image domain: all of them without a layout."""
+        if self.layout is None:
+            return torch.arange(batch_size, device=device)
+        self.layout.check(batch_size)
+        return torch.nonzero(~self.layout.intrinsic, as_tuple=True)[0]
 
     def weight(self, block: int) -> float:
         w = float(self.schedule(block, self.timestep))
@@ -93,16 +101,34 @@ def lora_delta(linear: torch.nn.Module, x: torch.Tensor, adapter: str) -> torch.
     return linear.lora_B[adapter](lora_a[adapter](dropout(x))) * linear.scaling[adapter]
 
 
-def project(linear: torch.nn.Module, x: torch.Tensor, rows: torch.Tensor | None, adapter: str) -> torch.Tensor:
-    """Base projection for every sample, plus the adapter's LoRA for the samples ``rows`` (batch indices)."""
-    base_layer = getattr(linear, "base_layer", linear)
-    out = base_layer(x)
-    if rows is None or rows.numel() == 0:
+def add_lora(
+    out: torch.Tensor, linear: torch.nn.Module, x: torch.Tensor, rows: torch.Tensor, adapter: str, scale: float = 1.0
+) -> torch.Tensor:
+    """``out`` plus the adapter's LoRA update on the samples ``rows`` (batch indices); out-of-place."""
+    if rows.numel() == 0:
         return out
     delta = lora_delta(linear, x[rows], adapter)
     if delta is None:
         return out
-    return out.index_add(0, rows, delta.to(out.dtype))
+    return out.index_add(0, rows, (scale * delta).to(out.dtype))
+
+
+def project(
+    linear: torch.nn.Module,
+    x: torch.Tensor,
+    rows: torch.Tensor | None,
+    adapter: str,
+    image_rows: torch.Tensor | None = None,
+    image_adapters: dict[str, float] | None = None,
+) -> torch.Tensor:
+    """Base projection for every sample, the intrinsic adapter on ``rows``, image-only adapters on ``image_rows``."""
+    out = getattr(linear, "base_layer", linear)(x)
+    if rows is not None:
+        out = add_lora(out, linear, x, rows, adapter)
+    if image_rows is not None:
+        for name, scale in (image_adapters or {}).items():
+            out = add_lora(out, linear, x, image_rows, name, scale)
+    return out
 
 
 class CrossDomainAttnProcessor:
@@ -145,9 +171,11 @@ class CrossDomainAttnProcessor:
         if layout is not None:
             layout.check(batch_size)
             rows = torch.nonzero(layout.intrinsic, as_tuple=True)[0]
-        query = project(attn.to_q, hidden_states, rows, self.adapter)
-        key = project(attn.to_k, hidden_states, rows, self.adapter)
-        value = project(attn.to_v, hidden_states, rows, self.adapter)
+        extra = self.state.image_adapters
+        image_rows = self.state.image_rows(batch_size, hidden_states.device) if extra else None
+        query = project(attn.to_q, hidden_states, rows, self.adapter, image_rows, extra)
+        key = project(attn.to_k, hidden_states, rows, self.adapter, image_rows, extra)
+        value = project(attn.to_v, hidden_states, rows, self.adapter, image_rows, extra)
         head_dim = key.shape[-1] // attn.heads
         query, key, value = (x.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2) for x in (query, key, value))
         if attn.norm_q is not None:
@@ -161,7 +189,7 @@ class CrossDomainAttnProcessor:
             hidden_states = self._joint_attention(query, key, value, layout)
 
         hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
-        hidden_states = project(attn.to_out[0], hidden_states, rows, self.adapter)
+        hidden_states = project(attn.to_out[0], hidden_states, rows, self.adapter, image_rows, extra)
         hidden_states = attn.to_out[1](hidden_states)
         if input_ndim == 4:
             hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)

@@ -102,6 +102,16 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
         pipe.default_schedule = resolve_schedule(schedule)
         return pipe
 
+    def load_image_lora(
+        self, lora: str | os.PathLike[str] | dict[str, torch.Tensor], adapter_name: str = "image", scale: float = 1.0
+    ) -> list[str]:
+        """Add an SD LoRA to the image domain only (the paper's hand experiment); not saved with the pipeline."""
+        from .adapter import load_image_lora
+
+        if self.cross_domain is None:
+            raise ValueError("this pipeline has no intrinsic domain; build it with IntrinsicLDMPipeline.from_base")
+        return load_image_lora(self.unet, self.cross_domain, lora, adapter_name, scale)
+
     def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> None:
         if self.cross_domain is None:
             raise ValueError("this pipeline has no intrinsic domain; build it with IntrinsicLDMPipeline.from_base")
