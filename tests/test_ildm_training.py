@@ -54,6 +54,10 @@ def test_ildm_training_moves_only_lora_and_resumes_exactly(setup: Path) -> None:
     pipe.set_progress_bar_config(disable=True)
     out = pipe("a red cube", num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np")
     assert out.images.shape == (1, 32, 32, 3) and out.intrinsics.normal.shape == (1, 3, 32, 32)
+    with_ema = _cfg(setup, "ema", 4)
+    with_ema.ema_decay = 0.9
+    ema_lora = load_file(str(train_ildm(with_ema, cpu=True) / "intrinsic_lora" / "intrinsic_lora.safetensors"))
+    assert any(not torch.equal(ema_lora[k], a[k]) for k in a)  # the shipped weights are the averaged ones
     changed = _cfg(setup, "whole", 6)
     changed.loss_lambda = 0.5
     with pytest.raises(ValueError, match=r"changed: \['loss_lambda'\]"):

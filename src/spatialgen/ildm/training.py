@@ -54,6 +54,7 @@ class ILDMTrainConfig:
     steps: int = 2000
     batch_size: int = 16
     lr: float = 1e-4
+    ema_decay: float | None = None  # EMA of the LoRA weights (shipped instead of the raw ones) when set
     caption_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CAPTION_MIX))
     caption_dropout: float = 0.1
     exclude_held_out: bool = True
@@ -66,6 +67,8 @@ class ILDMTrainConfig:
         for name in ("rank", "steps", "batch_size", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1) or unset, got {self.ema_decay}")
         if self.loss_lambda < 0:
             raise ValueError(f"loss_lambda must be >= 0, got {self.loss_lambda}")
         check_caption_mix(self.caption_mix)
@@ -147,12 +150,17 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
     params = lora_parameters(unet)
     holder = _LoraState(params)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    ema = None
+    if cfg.ema_decay is not None:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(params, decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
     start = 0
     if resume is not None:
         found = [path for _, _, path in list_checkpoints(run)]
         if not found:
             raise FileNotFoundError(f"no checkpoint to resume in {run / 'checkpoints'}")
-        start = load_checkpoint(found[-1] if resume == "latest" else Path(resume), {"lora": holder}, optimizer, None)
+        start = load_checkpoint(found[-1] if resume == "latest" else Path(resume), {"lora": holder}, optimizer, ema)
 
     device = accelerator.device
     scenes = SceneTensors.from_shards(cfg.data, cfg.max_scenes)
@@ -181,12 +189,21 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
         accelerator.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.step(params)
         bar.set_postfix(image=f"{image_term.item():.4f}", intrinsic=f"{intrinsic_term.item():.4f}")
         done = step + 1
         if accelerator.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-            save_checkpoint(run, "diffusion", done, {"lora": holder}, optimizer, None, cfg.keep_checkpoints)
+            save_checkpoint(run, "diffusion", done, {"lora": holder}, optimizer, ema, cfg.keep_checkpoints)
+            if ema is not None:
+                ema.store(params)
+                ema.copy_to(params)
             save_sample_grid(pipe, run / "samples" / f"step-{done:07d}.png")
+            if ema is not None:
+                ema.restore(params)
             unet.train()
+    if ema is not None:
+        ema.copy_to(params)  # ship the EMA weights
     pipe.unet = accelerator.unwrap_model(unet).eval()
     folder = run / "pipeline"
     with replace_dir(folder) as tmp:
