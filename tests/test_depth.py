@@ -80,3 +80,45 @@ def test_owl_detector_loads_a_saved_checkpoint(tmp_path: Path) -> None:
     queries = [["red cube", "dog"], ["cat"]]
     want = OwlViTDetector(model, processor, min_score=0.3).detect(_images(2), queries)
     assert loaded.detect(_images(2), queries) == want
+
+
+def test_eval_spatial_runs_with_an_owlvit_checkpoint_and_a_transformers_depth_model(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from spatialgen.cli import app
+    from spatialgen.eval.run_folder import read_results
+    from tests.test_detectors import _tiny_owl
+
+    model, processor = _tiny_owl()
+    model.save_pretrained(tmp_path / "owl")
+    processor.save_pretrained(tmp_path / "owl")
+    depth, depth_processor = _tiny_depth_anything()
+    depth.save_pretrained(tmp_path / "depth")
+    depth_processor.save_pretrained(tmp_path / "depth")
+    images = tmp_path / "imgs"
+    images.mkdir()
+    prompts = ["a red cube to the left of a blue sphere", "a dog behind a cat"]
+    for i, prompt in enumerate(prompts):
+        Image.fromarray(make_sample(scene_seed(999, i), 64).rgb).save(images / f"{i}.png")
+        (images / f"{i}.json").write_text(json.dumps({"prompt": prompt}))
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "spatial",
+            "--images",
+            str(images),
+            "--out",
+            str(tmp_path / "run"),
+            "--detector",
+            str(tmp_path / "owl"),
+            "--depth",
+            str(tmp_path / "depth"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    tables = read_results(tmp_path / "run")["tables"]
+    assert "VISOR (2D, %)" in tables and "3D relations (ours, %)" in tables
+    assert read_results(tmp_path / "run")["settings"]["detector"] == str(tmp_path / "owl")
