@@ -18,6 +18,7 @@ setup: $(BIN)/spatialgen
 
 demo: setup
 	$(BIN)/spatialgen generate "a red cube to the left of a blue sphere" --n 4 --out outputs/generate
+	$(BIN)/spatialgen generate "a red cube to the left of a blue sphere" --n 2 --method ildm --out outputs/ildm
 	$(BIN)/spatialgen scenes preview --out outputs/scenes-preview.png
 
 test: setup
@@ -29,6 +30,8 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/scenes_speed.py
 	$(BIN)/python benchmarks/embedded_model.py
+	$(BIN)/python benchmarks/eval_suite.py
+	$(BIN)/python benchmarks/ildm.py --model embedded
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

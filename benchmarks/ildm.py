@@ -1,6 +1,6 @@
 """Measure I-LDM against its base model on the scene world: cost, intrinsic VAE error, consistency, objects.
 
-    python benchmarks/ildm.py --model runs/ildm/pipeline [--base embedded] [--prompts 32] [--seeds 2]
+    python benchmarks/ildm.py [--model embedded | RUN/pipeline] [--base embedded] [--prompts 32] [--seeds 2]
 
 1. Sampling time and peak memory per image at batch 4, 25 DDIM steps, for the base pipeline and
    for I-LDM under each schedule; each measured in its own process (peak RSS is per process),
@@ -116,11 +116,12 @@ def consistency_and_objects(model: str, base: str, n_prompts: int, seeds: int, s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="an I-LDM pipeline folder")
+    parser.add_argument("--model", default="embedded", help="embedded or an I-LDM pipeline folder")
     parser.add_argument("--base", default="embedded")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--cost-only", action="store_true", help="only part 1 (time and memory)")
     parser.add_argument("--measure-one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     from spatialgen.logs import quiet_libraries
@@ -135,6 +136,9 @@ def main() -> None:
 
     results: dict[str, object] = {"model": args.model, "base": args.base, "threads": torch.get_num_threads()}
     results["cost"] = costs(args.model, args.base, args.steps)
+    if args.cost_only:
+        print(json.dumps(results, indent=2))
+        return
     vae = load_ildm_pipeline(args.model).intrinsic_vae
     results["intrinsic_vae_held_out"] = reconstruction_errors(vae, held_out_packed(256, 64))
     results["schedules"] = consistency_and_objects(args.model, args.base, args.prompts, args.seeds, args.steps)

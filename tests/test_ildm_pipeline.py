@@ -111,8 +111,33 @@ def test_generate_method_ildm_writes_images_with_their_intrinsic_maps(tmp_path: 
     assert json.loads(images[0].with_suffix(".json").read_text())["schedule"] == "gaussian"
     bad = runner.invoke(app, [*args, "--schedule", "cosine", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "unknown weight schedule" in bad.output
-    missing = runner.invoke(app, ["generate", "a red cube", "--method", "ildm", "--out", str(tmp_path / "none")])
-    assert missing.exit_code == 2 and "no embedded I-LDM" in " ".join(missing.output.split())
+    (tmp_path / "plain").mkdir()
+    missing = runner.invoke(
+        app,
+        [
+            "generate",
+            "a red cube",
+            "--method",
+            "ildm",
+            "--model",
+            str(tmp_path / "plain"),
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
+    assert missing.exit_code == 2 and "is not an I-LDM pipeline folder" in " ".join(missing.output.split())
     # the co-generated maps are what `eval intrinsics` reads: consistency with the scene estimator
     scored = runner.invoke(app, ["eval", "intrinsics", "--images", str(tmp_path / "out"), "--out", str(tmp_path / "e")])
     assert scored.exit_code == 0, scored.output
+
+
+def test_the_embedded_ildm_co_generates_offline(tmp_path: Path) -> None:
+    from spatialgen.ildm.pipeline import load_ildm_pipeline
+
+    pipe = load_ildm_pipeline("embedded")
+    out = pipe(
+        "a red cube on the grass", num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="np"
+    )
+    assert out.images.shape == (1, 64, 64, 3)
+    assert out.intrinsics.depth.shape == (1, 1, 64, 64) and out.intrinsics.lines.shape == (1, 1, 64, 64)
+    assert pipe.spatialgen_config["training"]["rank"] == 32  # the shipped recipe travels with it

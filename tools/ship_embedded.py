@@ -25,12 +25,47 @@ def images(pipe) -> np.ndarray:
     return pipe(PROMPTS, num_inference_steps=25, generator=generators, output_type="np").images
 
 
+def ship_ildm(run: Path) -> None:
+    """Copy what I-LDM adds to the embedded base (intrinsic VAE, LoRA, schedule) into weights/embedded-ildm."""
+    from spatialgen.fileio import atomic_write_json, replace_dir
+    from spatialgen.ildm.pipeline import embedded_ildm_path
+
+    pipeline = run / "pipeline"
+    training = json.loads((run / "config.json").read_text())
+    vae_run = Path(training["intrinsic_vae"]).parent
+    vae_training = json.loads((vae_run / "config.json").read_text())
+    with replace_dir(embedded_ildm_path()) as tmp:
+        for part in ("intrinsic_vae", "intrinsic_lora"):
+            shutil.copytree(pipeline / part, tmp / part)
+        shutil.copy(pipeline / "ildm.json", tmp / "ildm.json")
+        atomic_write_json(
+            tmp / "spatialgen.json",
+            {
+                "training": training,
+                "intrinsic_vae_training": vae_training,
+                "intrinsic_vae_held_out": json.loads((vae_run / "held-out.json").read_text()),
+                "reproduce": [
+                    "spatialgen train intrinsic-vae --data data/scenes-train --out runs/ivae"
+                    f" --steps {vae_training['steps']} --batch-size {vae_training['batch_size']}",
+                    "spatialgen train ildm --data data/scenes-train --intrinsic-vae runs/ivae/intrinsic_vae"
+                    f" --out runs/ildm --steps {training['steps']} --batch-size {training['batch_size']}"
+                    f" --lr {training['lr']} --rank {training['rank']}",
+                ],
+            },
+        )
+    size = sum(f.stat().st_size for f in embedded_ildm_path().rglob("*") if f.is_file())
+    print(f"embedded I-LDM: {size / 1e6:.1f} MB in {embedded_ildm_path()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=None, help="a `spatialgen train base` run folder")
     parser.add_argument("--recogniser", type=Path, default=None, help="a `spatialgen train recogniser` folder")
     parser.add_argument("--estimator", type=Path, default=None, help="a `spatialgen train estimator` folder")
+    parser.add_argument("--ildm", type=Path, default=None, help="a `spatialgen train ildm` run folder")
     args = parser.parse_args()
+    if args.ildm is not None:
+        ship_ildm(args.ildm)
     for name in ("recogniser", "estimator"):
         folder = getattr(args, name)
         if folder is not None:

@@ -37,6 +37,12 @@ class JointLayout:
 
     intrinsic: torch.Tensor  # bool (B,)
     partner: torch.Tensor  # int64 (B,)
+    stacked_n: int | None = None  # set when the batch is cat([n images, n intrinsics]): slices replace gathers
+
+    def __post_init__(self) -> None:
+        # Computed once per batch, not once per attention layer (nonzero synchronises on a GPU).
+        self.intrinsic_rows = torch.nonzero(self.intrinsic, as_tuple=True)[0]
+        self.image_rows = torch.nonzero(~self.intrinsic, as_tuple=True)[0]
 
     @classmethod
     def stacked(cls, n: int, device: torch.device | str = "cpu") -> JointLayout:
@@ -44,7 +50,7 @@ class JointLayout:
         if n <= 0:
             raise ValueError(f"a joint batch needs at least one sample per domain, got {n}")
         index = torch.arange(2 * n, device=device)
-        return cls(index >= n, (index + n) % (2 * n))
+        return cls(index >= n, (index + n) % (2 * n), stacked_n=n)
 
     def check(self, batch_size: int) -> None:
         if self.intrinsic.shape != (batch_size,) or self.partner.shape != (batch_size,):
@@ -83,7 +89,7 @@ class CrossDomainState:
         if self.layout is None:
             return torch.arange(batch_size, device=device)
         self.layout.check(batch_size)
-        return torch.nonzero(~self.layout.intrinsic, as_tuple=True)[0]
+        return self.layout.image_rows
 
     def weight(self, block: int) -> float:
         w = float(self.schedule(block, self.timestep))
@@ -170,7 +176,7 @@ class CrossDomainAttnProcessor:
         rows = None
         if layout is not None:
             layout.check(batch_size)
-            rows = torch.nonzero(layout.intrinsic, as_tuple=True)[0]
+            rows = layout.intrinsic_rows
         extra = self.state.image_adapters
         image_rows = self.state.image_rows(batch_size, hidden_states.device) if extra else None
         query = project(attn.to_q, hidden_states, rows, self.adapter, image_rows, extra)
@@ -202,22 +208,48 @@ class CrossDomainAttnProcessor:
     ) -> torch.Tensor:
         """Eq. 4 over (B, heads, N, d) tensors: own keys + partner keys, log w on the image rows' partner columns."""
         w = self.state.weight(self.block)
-        joint_key = torch.cat([key, key[layout.partner]], dim=2)
-        joint_value = torch.cat([value, value[layout.partner]], dim=2)
+        n = layout.stacked_n
+        if n is not None:  # cat([images, intrinsics]): the partners are the other half, in order
+            partner_key, partner_value = torch.cat([key[n:], key[:n]]), torch.cat([value[n:], value[:n]])
+        else:
+            partner_key, partner_value = key[layout.partner], value[layout.partner]
+        if w == 0.0:
+            return self._without_partner_keys(query, key, value, partner_key, partner_value, layout)
+        joint_key = torch.cat([key, partner_key], dim=2)
+        joint_value = torch.cat([value, partner_value], dim=2)
         if w == 1.0:
             return F.scaled_dot_product_attention(query, joint_key, joint_value)
-        image = torch.nonzero(~layout.intrinsic, as_tuple=True)[0]
-        intrinsic = torch.nonzero(layout.intrinsic, as_tuple=True)[0]
-        if w == 0.0:
-            # The image rows attend over their own keys only: the base model's attention, at its cost.
-            out_image = F.scaled_dot_product_attention(query[image], key[image], value[image])
-        else:
-            n = key.shape[2]
-            bias = torch.zeros(1, 1, 1, 2 * n, dtype=query.dtype, device=query.device)
-            bias[..., n:] = math.log(w)
-            out_image = F.scaled_dot_product_attention(
-                query[image], joint_key[image], joint_value[image], attn_mask=bias
+        # One call for both domains: log w on the partner columns of the image rows, 0 elsewhere.
+        tokens = key.shape[2]
+        bias = torch.zeros(query.shape[0], 1, 1, 2 * tokens, dtype=query.dtype, device=query.device)
+        bias[layout.image_rows, :, :, tokens:] = math.log(w)
+        return F.scaled_dot_product_attention(query, joint_key, joint_value, attn_mask=bias)
+
+    @staticmethod
+    def _without_partner_keys(
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        partner_key: torch.Tensor,
+        partner_value: torch.Tensor,
+        layout: JointLayout,
+    ) -> torch.Tensor:
+        """w = 0: image rows attend over their own keys only (the base model's attention, at its cost)."""
+        n = layout.stacked_n
+        if n is not None:
+            out_image = F.scaled_dot_product_attention(query[:n], key[:n], value[:n])
+            out_intrinsic = F.scaled_dot_product_attention(
+                query[n:],
+                torch.cat([key[n:], partner_key[n:]], dim=2),
+                torch.cat([value[n:], partner_value[n:]], dim=2),
             )
-        out_intrinsic = F.scaled_dot_product_attention(query[intrinsic], joint_key[intrinsic], joint_value[intrinsic])
+            return torch.cat([out_image, out_intrinsic])
+        image, intrinsic = layout.image_rows, layout.intrinsic_rows
+        out_image = F.scaled_dot_product_attention(query[image], key[image], value[image])
+        out_intrinsic = F.scaled_dot_product_attention(
+            query[intrinsic],
+            torch.cat([key[intrinsic], partner_key[intrinsic]], dim=2),
+            torch.cat([value[intrinsic], partner_value[intrinsic]], dim=2),
+        )
         order = torch.cat([image, intrinsic])
         return torch.cat([out_image, out_intrinsic])[torch.argsort(order)]

@@ -309,20 +309,44 @@ def load_ildm_pipeline(
     from ..models.pipeline import check_device, make_scheduler
 
     device = check_device(device)
-    folder = embedded_ildm_path() if str(model) == "embedded" else Path(model)
-    if not (folder / LORA_FOLDER).is_dir():
-        if str(model) == "embedded":
-            raise FileNotFoundError(
-                "no embedded I-LDM model ships with this version; train one with `spatialgen train intrinsic-vae` "
-                "and `spatialgen train ildm`, then pass --model RUN/pipeline"
-            )
-        raise FileNotFoundError(f"{str(folder)!r} is not an I-LDM pipeline folder (no {LORA_FOLDER}/ in it)")
-    import warnings
+    if str(model) == "embedded":
+        pipe = load_embedded_ildm(dtype)
+    else:
+        folder = Path(model)
+        if not (folder / LORA_FOLDER).is_dir():
+            raise FileNotFoundError(f"{str(folder)!r} is not an I-LDM pipeline folder (no {LORA_FOLDER}/ in it)")
+        import warnings
 
-    with warnings.catch_warnings():  # newer diffusers renamed torch_dtype to dtype; older ones know only the former
-        warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-        pipe = IntrinsicLDMPipeline.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True)
+        with warnings.catch_warnings():  # newer diffusers renamed torch_dtype to dtype; older ones know only that
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+            pipe = IntrinsicLDMPipeline.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True)
     if scheduler is not None:
         pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def load_embedded_ildm(dtype: torch.dtype = torch.float32) -> IntrinsicLDMPipeline:
+    """The embedded I-LDM: the embedded base model plus the shipped intrinsic VAE, LoRA and schedule.
+
+    Only what I-LDM adds is shipped (``weights/embedded-ildm``); the base components are the
+    embedded model's own, so the package does not carry them twice.
+    """
+    from ..models.pipeline import load_pipeline
+
+    folder = embedded_ildm_path()
+    if not (folder / LORA_FOLDER).is_dir():
+        raise FileNotFoundError(
+            "no embedded I-LDM model ships with this version; train one with `spatialgen train intrinsic-vae` "
+            "and `spatialgen train ildm`, then pass --model RUN/pipeline"
+        )
+    base = load_pipeline("embedded", dtype=dtype)
+    intrinsic_vae = AutoencoderKL.from_pretrained(folder / "intrinsic_vae", use_safetensors=True).to(dtype=dtype)
+    schedule = json.loads((folder / ILDM_CONFIG).read_text())["schedule"]
+    pipe = IntrinsicLDMPipeline.from_base(
+        base, intrinsic_vae, lora=folder / LORA_FOLDER, schedule=schedule_from_dict(schedule)
+    )
+    pipe.spatialgen_config = (
+        json.loads((folder / "spatialgen.json").read_text()) if (folder / "spatialgen.json").is_file() else {}
+    )
+    return pipe
