@@ -112,7 +112,16 @@ def test_eval_spatial_resumes_from_its_records(tmp_path: Path, cases) -> None:
     second = runner.invoke(app, args)
     assert second.exit_code == 0, second.output
     resumed = (out / "records.jsonl").read_text().splitlines()
-    assert resumed[:3] == records[:3] and sorted(resumed) == sorted(records)
+    assert resumed[:3] == records[:3]  # what was scored is kept as it was
+    # The redone images score as before (to float noise: a batch of 3 threads its sums unlike a batch of 6).
+    before = {r["key"]: r for r in map(json.loads, records)}
+    after = {r["key"]: r for r in map(json.loads, resumed)}
+    assert before.keys() == after.keys() and len(resumed) == len(records)
+    for key, record in after.items():
+        for verdict in ("visor", "geneval"):
+            assert record.get(verdict) == before[key].get(verdict)
+        scores = [d["score"] for d in record["detections"]]
+        assert scores == pytest.approx([d["score"] for d in before[key]["detections"]], abs=1e-4)
     finished = runner.invoke(app, args)
     assert finished.exit_code == 2 and "never overwritten" in _flat(finished.output)
     (out / "results.json").unlink()
