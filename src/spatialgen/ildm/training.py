@@ -13,7 +13,6 @@ bit-identical to an uninterrupted one and checkpoints stay small on real checkpo
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..fileio import atomic_write_json, ensure_writable_dir, replace_dir
+from ..fileio import replace_dir
 from ..models.data import SceneTensors, batch_generator, draw_captions, draw_indices
-from ..models.training import list_checkpoints, load_checkpoint, save_checkpoint
+from ..models.training import find_resume, load_checkpoint, open_run, save_checkpoint
 from ..scenes.captions import DEFAULT_CAPTION_MIX, check_caption_mix
 from .adapter import lora_parameters
 from .attention import JointLayout
@@ -128,16 +127,7 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
     from .pipeline import IntrinsicLDMPipeline
 
     cfg.validate()
-    run = ensure_writable_dir(cfg.out, "run folder")
-    config_path = run / "config.json"
-    if config_path.is_file() and resume is None and list_checkpoints(run):
-        raise ValueError(f"{run} already holds a run; pass --resume latest to continue it, or choose another --out")
-    if config_path.is_file() and resume is not None:
-        saved, current = json.loads(config_path.read_text()), asdict(cfg)
-        changed = sorted(k for k in saved if saved[k] != current.get(k) and k not in RESUMABLE_CHANGES)
-        if changed:
-            raise ValueError(f"--resume with other settings than the run's config.json (changed: {changed})")
-    atomic_write_json(config_path, asdict(cfg))
+    run = open_run(cfg.out, asdict(cfg), resume, RESUMABLE_CHANGES)
     accelerator = Accelerator(cpu=cpu)
     torch.manual_seed(cfg.seed)
     base = load_pipeline(cfg.base)
@@ -156,11 +146,11 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
 
         ema = EMAModel(params, decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
     start = 0
-    if resume is not None:
-        found = [path for _, _, path in list_checkpoints(run)]
-        if not found:
-            raise FileNotFoundError(f"no checkpoint to resume in {run / 'checkpoints'}")
-        start = load_checkpoint(found[-1] if resume == "latest" else Path(resume), {"lora": holder}, optimizer, ema)
+    checkpoint = find_resume(run, resume)
+    if resume is not None and checkpoint is None:
+        raise FileNotFoundError(f"no checkpoint to resume in {run / 'checkpoints'}")
+    if checkpoint is not None:
+        start = load_checkpoint(checkpoint, {"lora": holder}, optimizer, ema)
 
     device = accelerator.device
     scenes = SceneTensors.from_shards(cfg.data, cfg.max_scenes)

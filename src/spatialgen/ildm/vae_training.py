@@ -9,7 +9,6 @@ on the training data, like the image VAE's.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..fileio import atomic_write_json, ensure_writable_dir, replace_dir
+from ..fileio import atomic_write_json, replace_dir
 from ..intrinsics import INTRINSIC_CHANNELS, PACKED_CHANNELS
 from ..models.data import batch_generator, draw_indices
-from ..models.training import kl_divergence, list_checkpoints, load_checkpoint, save_checkpoint
+from ..models.training import find_resume, kl_divergence, load_checkpoint, open_run, save_checkpoint
 from .intrinsic_vae import mask_intrinsics, widen_vae
 
 HELD_OUT_SEED = 999
@@ -103,27 +102,18 @@ def train_intrinsic_vae(cfg: IntrinsicVAEConfig, resume: str | None = None, cpu:
     from ..models.pipeline import load_pipeline
 
     cfg.validate()
-    run = ensure_writable_dir(cfg.out, "run folder")
-    config_path = run / "config.json"
-    if config_path.is_file() and resume is None and list_checkpoints(run):
-        raise ValueError(f"{run} already holds a run; pass --resume latest to continue it, or choose another --out")
-    if config_path.is_file() and resume is not None:
-        saved, current = json.loads(config_path.read_text()), asdict(cfg)
-        changed = sorted(k for k in saved if saved[k] != current.get(k) and k not in RESUMABLE_CHANGES)
-        if changed:
-            raise ValueError(f"--resume with other settings than the run's config.json (changed: {changed})")
-    atomic_write_json(config_path, asdict(cfg))
+    run = open_run(cfg.out, asdict(cfg), resume, RESUMABLE_CHANGES)
     accelerator = Accelerator(cpu=cpu)
     torch.manual_seed(cfg.seed)
     vae = widen_vae(load_pipeline(cfg.base).vae.float())
     data = load_packed_intrinsics(cfg.data, cfg.max_scenes)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
     start = 0
-    if resume is not None:
-        found = [path for _, _, path in list_checkpoints(run)]
-        if not found:
-            raise FileNotFoundError(f"no checkpoint to resume in {run / 'checkpoints'}")
-        start = load_checkpoint(found[-1] if resume == "latest" else Path(resume), {"vae": vae}, optimizer, None)
+    checkpoint = find_resume(run, resume)
+    if resume is not None and checkpoint is None:
+        raise FileNotFoundError(f"no checkpoint to resume in {run / 'checkpoints'}")
+    if checkpoint is not None:
+        start = load_checkpoint(checkpoint, {"vae": vae}, optimizer, None)
     vae, optimizer = accelerator.prepare(vae, optimizer)
     model = accelerator.unwrap_model(vae)
     model.train()

@@ -376,6 +376,25 @@ def _sample_grid(pipe: StableDiffusionPipeline, ema: EMAModel, params: list, pat
 # ----------------------------------------------------------------------------- entry point
 
 
+def open_run(out: str, config: dict[str, Any], resume: str | None, resumable: tuple[str, ...]) -> Path:
+    """Create or reopen a run folder and record ``config`` there.
+
+    A folder with checkpoints is only reopened with ``resume``, and then only with the settings
+    it was started with (those named in ``resumable`` may change).
+    """
+    run = ensure_writable_dir(out, "run folder")
+    config_path = run / "config.json"
+    if config_path.is_file() and resume is None and list_checkpoints(run):
+        raise ValueError(f"{run} already holds a run; pass --resume latest to continue it, or choose another --out")
+    if config_path.is_file() and resume is not None:
+        saved = json.loads(config_path.read_text())
+        changed = sorted(k for k in saved if saved[k] != config.get(k) and k not in resumable)
+        if changed:
+            raise ValueError(f"--resume with other settings than the run's config.json (changed: {changed})")
+    atomic_write_json(config_path, config)
+    return run
+
+
 def find_resume(run: Path, resume: str | None) -> Path | None:
     """The checkpoint to resume from: None, ``"latest"`` or a checkpoint folder."""
     if resume is None:
