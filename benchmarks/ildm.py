@@ -31,7 +31,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_one(kind: str, model: str, base: str, steps: int, repeats: int = 2) -> dict[str, float]:
+def measure_one(kind: str, model: str, base: str, steps: int, repeats: int = 4) -> dict[str, float]:
     """Seconds per image and this process's peak RSS for one pipeline (run in a fresh process)."""
     from spatialgen.generate import GenerationSettings, generate_images
     from spatialgen.ildm.pipeline import load_ildm_pipeline
