@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
 from diffusers.image_processor import VaeImageProcessor
@@ -284,13 +283,6 @@ def _base_unet(unet: UNet2DConditionModel) -> UNet2DConditionModel:
     clean.load_state_dict(state)
     clean.to(unet.device)
     return clean if unet.dtype == clean.dtype else clean.to(dtype=unet.dtype)
-
-
-def images_as_array(images: Any) -> np.ndarray:
-    """PIL list or array -> float array in [0, 1], for comparisons."""
-    if isinstance(images, np.ndarray):
-        return images
-    return np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in images])
 
 
 def embedded_ildm_path() -> Path:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..fileio import replace_dir
 from ..models.data import SceneTensors, batch_generator, draw_captions, draw_indices
-from ..models.training import find_resume, load_checkpoint, open_run, save_checkpoint
+from ..models.training import encode_dataset, open_run, resume_step, save_checkpoint
 from ..scenes.captions import DEFAULT_CAPTION_MIX, check_caption_mix
 from .adapter import lora_parameters
 from .attention import JointLayout
@@ -82,16 +82,6 @@ class _LoraState(torch.nn.Module):
         self.params = torch.nn.ParameterList(params)
 
 
-def _encode(vae: Any, batches: torch.Tensor, to_input: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    means, stds = [], []
-    with torch.no_grad():
-        for i in tqdm(range(0, len(batches), 256), desc="encoding latents"):
-            dist = vae.encode(to_input(batches[i : i + 256]).to(device)).latent_dist
-            means.append(dist.mean.cpu())
-            stds.append(dist.std.cpu())
-    return torch.cat(means), torch.cat(stds)
-
-
 def joint_loss(
     unet: torch.nn.Module,
     state: Any,
@@ -145,18 +135,13 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
         from diffusers.training_utils import EMAModel
 
         ema = EMAModel(params, decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
-    start = 0
-    checkpoint = find_resume(run, resume)
-    if resume is not None and checkpoint is None:
-        raise FileNotFoundError(f"no checkpoint to resume in {run / 'checkpoints'}")
-    if checkpoint is not None:
-        start = load_checkpoint(checkpoint, {"lora": holder}, optimizer, ema)
+    start = resume_step(run, resume, {"lora": holder}, optimizer, ema)
 
     device = accelerator.device
     scenes = SceneTensors.from_shards(cfg.data, cfg.max_scenes)
     packed = load_packed_intrinsics(cfg.data, cfg.max_scenes)
-    x_mean, x_std = _encode(pipe.vae.to(device), scenes.images, lambda b: b.float() / 127.5 - 1.0, device)
-    i_mean, i_std = _encode(pipe.intrinsic_vae.to(device), packed, uint8_to_packed, device)
+    x_mean, x_std = encode_dataset(pipe.vae, scenes.images, device)
+    i_mean, i_std = encode_dataset(pipe.intrinsic_vae, packed, device, to_input=uint8_to_packed)
     x_scale, i_scale = pipe.vae.config.scaling_factor, pipe.intrinsic_vae.config.scaling_factor
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     unet, optimizer = accelerator.prepare(unet, optimizer)

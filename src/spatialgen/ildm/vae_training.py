@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..fileio import atomic_write_json, replace_dir
 from ..intrinsics import INTRINSIC_CHANNELS, PACKED_CHANNELS
 from ..models.data import batch_generator, draw_indices
-from ..models.training import find_resume, kl_divergence, load_checkpoint, open_run, save_checkpoint
+from ..models.training import kl_divergence, open_run, resume_step, save_checkpoint
 from .intrinsic_vae import mask_intrinsics, widen_vae
 
 HELD_OUT_SEED = 999
@@ -108,12 +108,7 @@ def train_intrinsic_vae(cfg: IntrinsicVAEConfig, resume: str | None = None, cpu:
     vae = widen_vae(load_pipeline(cfg.base).vae.float())
     data = load_packed_intrinsics(cfg.data, cfg.max_scenes)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
-    start = 0
-    checkpoint = find_resume(run, resume)
-    if resume is not None and checkpoint is None:
-        raise FileNotFoundError(f"no checkpoint to resume in {run / 'checkpoints'}")
-    if checkpoint is not None:
-        start = load_checkpoint(checkpoint, {"vae": vae}, optimizer, None)
+    start = resume_step(run, resume, {"vae": vae}, optimizer, None)
     vae, optimizer = accelerator.prepare(vae, optimizer)
     model = accelerator.unwrap_model(vae)
     model.train()

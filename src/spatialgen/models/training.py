@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -284,15 +285,20 @@ def train_vae(
     return vae
 
 
-def _encode_dataset(
-    vae: AutoencoderKL, images: torch.Tensor, device: torch.device, batch: int = 256
+def encode_dataset(
+    vae: AutoencoderKL,
+    images: torch.Tensor,
+    device: torch.device,
+    batch: int = 256,
+    to_input: Callable[[torch.Tensor], torch.Tensor] = to_pixels,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior mean and std of every image, computed once: the VAE is frozen while the UNet trains."""
+    """Posterior mean and std of every stored item (``to_input`` maps it to the VAE's input), computed once:
+    the VAE is frozen while the UNet trains."""
     means, stds = [], []
     vae = vae.to(device)
     with torch.no_grad():
         for i in tqdm(range(0, len(images), batch), desc="encoding latents"):
-            dist = vae.encode(to_pixels(images[i : i + batch]).to(device)).latent_dist
+            dist = vae.encode(to_input(images[i : i + batch]).to(device)).latent_dist
             means.append(dist.mean.cpu())
             stds.append(dist.std.cpu())
     return torch.cat(means), torch.cat(stds)
@@ -315,7 +321,7 @@ def train_diffusion(
     modules = {"unet": unet, "text_encoder": text_encoder}
     start = load_checkpoint(resume, modules, optimizer, ema) if resume else 0
     if start < cfg.diffusion_steps:
-        means, stds = _encode_dataset(vae, data.images, accelerator.device)
+        means, stds = encode_dataset(vae, data.images, accelerator.device)
     scale = vae.config.scaling_factor
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.warmup_steps, start))
     unet, text_encoder, optimizer = accelerator.prepare(unet, text_encoder, optimizer)
@@ -393,6 +399,16 @@ def open_run(out: str, config: dict[str, Any], resume: str | None, resumable: tu
             raise ValueError(f"--resume with other settings than the run's config.json (changed: {changed})")
     atomic_write_json(config_path, config)
     return run
+
+
+def resume_step(
+    run: Path, resume: str | None, modules: dict[str, torch.nn.Module], optimizer: Any, ema: EMAModel | None
+) -> int:
+    """Load the checkpoint ``resume`` names (None: start afresh) and return its step; an error if there is none."""
+    checkpoint = find_resume(run, resume)
+    if resume is not None and checkpoint is None:
+        raise FileNotFoundError(f"no checkpoint to resume in {run / 'checkpoints'}")
+    return load_checkpoint(checkpoint, modules, optimizer, ema) if checkpoint is not None else 0
 
 
 def find_resume(run: Path, resume: str | None) -> Path | None:
