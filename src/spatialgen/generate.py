@@ -13,7 +13,7 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ from .models.pipeline import SCHEDULERS, make_scheduler
 from .models.tokenizer import prompt_length, unknown_words
 
 logger = logging.getLogger(__name__)
+
+ATTENTION_SUFFIX = ".attention.png"  # InfSplign's attention strip beside an image (not a sample)
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class GeneratedImage:
     image: Image.Image
     path: Path | None = None
     intrinsics: dict[str, Any] | None = None  # I-LDM: depth, normal, segmentation, lines (C, H, W) in [0, 1]
+    details: dict[str, Any] | None = None  # per-image metadata (InfSplign: the triplet and its measured Delta)
+    attention: Image.Image | None = None  # InfSplign's attention strip, with save_attention
 
 
 def size_multiple(pipe: Any) -> int:
@@ -121,11 +125,16 @@ def generate_images(
     strict: bool = False,
     progress: bool = True,
     schedule: Any = None,
+    spatial_guidance: Any = None,
+    save_attention: bool = False,
 ) -> list[GeneratedImage]:
     """``n`` images per prompt; image k of a prompt uses seed ``seed + k``.
 
     With an I-LDM pipeline each result also carries its co-generated intrinsics, sampled with
-    ``schedule`` (a name or a schedule; None: the pipeline's default).
+    ``schedule`` (a name or a schedule; None: the pipeline's default). ``spatial_guidance`` (an
+    :class:`~spatialgen.guidance.InfSplignConfig`) turns InfSplign on, for an
+    :class:`~spatialgen.guidance.InfSplignPipeline` or an I-LDM pipeline; each result then says
+    which triplet was guided and, with ``save_attention``, carries its attention strip.
     """
     settings = (settings or GenerationSettings()).validate()
     if n <= 0:
@@ -142,7 +151,9 @@ def generate_images(
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start : start + batch_size]
             generators = [torch.Generator(device).manual_seed(s) for _, s in chunk]
-            extra = {"schedule": schedule} if hasattr(pipe, "cross_domain") else {}
+            extra: dict[str, Any] = {"schedule": schedule} if hasattr(pipe, "cross_domain") else {}
+            if spatial_guidance is not None:
+                extra["spatial_guidance"] = replace(spatial_guidance, record_maps=save_attention)
             result = pipe(
                 [p for p, _ in chunk],
                 height=size,
@@ -155,17 +166,47 @@ def generate_images(
                 **extra,
             )
             maps = [None] * len(chunk)
-            if extra:
+            if "schedule" in extra:
                 fields = ("depth", "normal", "segmentation", "lines")
                 maps = [
                     {f: getattr(result.intrinsics, f)[k].float().cpu().numpy() for f in fields}
                     for k in range(len(chunk))
                 ]
+            details, strips = _guidance_outputs(getattr(result, "trace", None), len(chunk), save_attention)
             out.extend(
-                GeneratedImage(p, s, im, intrinsics=m) for (p, s), im, m in zip(chunk, result.images, maps, strict=True)
+                GeneratedImage(p, s, im, intrinsics=m, details=d, attention=a)
+                for (p, s), im, m, d, a in zip(chunk, result.images, maps, details, strips, strict=True)
             )
             bar.update(len(chunk))
     return out
+
+
+def _guidance_outputs(
+    trace: Any, rows: int, save_attention: bool
+) -> tuple[list[dict[str, Any] | None], list[Image.Image | None]]:
+    """Per image: what InfSplign guided (triplet, Delta at the first and last guided step) and its strip."""
+    if trace is None:
+        return [None] * rows, [None] * rows
+    details: list[dict[str, Any] | None] = []
+    strips: list[Image.Image | None] = []
+    for row, item in enumerate(trace.triplets):
+        if item is None:
+            details.append({"infsplign": None})
+            strips.append(None)
+            continue
+        triplet = item.triplet
+        record: dict[str, Any] = {"a": triplet.a.text, "relation": triplet.relation, "b": triplet.b.text}
+        if trace.steps:
+            record["delta_first"] = round(float(trace.steps[0].delta[row]), 4)
+            record["delta_last"] = round(float(trace.steps[-1].delta[row]), 4)
+        details.append({"infsplign": record})
+        if save_attention and trace.steps:
+            from .guidance.visualise import attention_strip
+
+            strips.append(attention_strip(trace, row))
+        else:
+            strips.append(None)
+    return details, strips
 
 
 def slug(text: str, limit: int = 48) -> str:
@@ -192,13 +233,19 @@ def save_generated(
     for r in results:
         name = f"{prompts.index(r.prompt):03d}-{slug(r.prompt)}-seed{r.seed}"
         metadata = {**common, "prompt": r.prompt, "seed": r.seed, "spatialgen": __version__, "file": f"{name}.png"}
+        if r.details:
+            metadata.update(r.details)
         atomic_write_bytes(folder / f"{name}.png", png_bytes(r.image, metadata))
         atomic_write_json(folder / f"{name}.json", metadata)
         if r.intrinsics is not None:
             from .intrinsic_files import save_maps
 
             save_maps(folder / f"{name}.png", r.intrinsics)
-        saved.append(GeneratedImage(r.prompt, r.seed, r.image, folder / f"{name}.png", r.intrinsics))
+        if r.attention is not None:
+            buffer = io.BytesIO()
+            r.attention.save(buffer, format="PNG")
+            atomic_write_bytes(folder / f"{name}{ATTENTION_SUFFIX}", buffer.getvalue())
+        saved.append(replace(r, path=folder / f"{name}.png"))
     if grid and results:
         buffer = io.BytesIO()
         if any(r.intrinsics is not None for r in results):

@@ -9,6 +9,8 @@ import typer
 from ..logs import console, quiet_libraries
 from .common import friendly_errors
 
+METHODS = ("sd", "ildm", "infsplign", "ildm+infsplign")
+
 
 @friendly_errors
 def generate(
@@ -29,9 +31,30 @@ def generate(
     half: bool = typer.Option(False, "--half", help="Run in float16 (GPU only)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Images per forward batch."),
     strict: bool = typer.Option(False, "--strict", help="Refuse prompts with words the model does not know."),
-    method: str = typer.Option("sd", "--method", help="sd (the image alone) or ildm (with its intrinsics)."),
+    method: str = typer.Option(
+        "sd",
+        "--method",
+        help="sd (the image alone), ildm (with its intrinsics), infsplign (spatial guidance) or ildm+infsplign.",
+    ),
     schedule: str | None = typer.Option(
         None, "--schedule", help="I-LDM cross-domain weights: drop, gaussian or none (default: the model's)."
+    ),
+    loss: str = typer.Option("sigmoid", "--loss", help="InfSplign loss: sigmoid, gelu, leaky_relu or relu."),
+    alpha: float | None = typer.Option(None, "--alpha", help="InfSplign loss sharpness (default: 8 sigmoid, else 2)."),
+    margin: float | None = typer.Option(None, "--margin", help="InfSplign margin (default: 0 sigmoid, else 0.25)."),
+    weight: float | None = typer.Option(
+        None, "--weight", help="InfSplign guidance weight w (default: the model's recommendation, else 1000)."
+    ),
+    guide_fraction: float = typer.Option(0.25, "--guide-fraction", help="Share of the first steps InfSplign guides."),
+    layers: str | None = typer.Option(
+        None, "--layers", help="Comma-separated attention layers or prefixes (default: first 6 of the decoder)."
+    ),
+    orthogonal_p: float = typer.Option(2.0, "--orthogonal-p", help="p of the orthogonal term ||delta||_p^p (0: off)."),
+    presence: bool = typer.Option(
+        False, "--presence/--no-presence", help="Add Attend-and-Excite's object-presence update to InfSplign."
+    ),
+    save_attention: bool = typer.Option(
+        False, "--save-attention", help="Write each image's attention maps and centroids as NAME.attention.png."
     ),
 ) -> None:
     """Generate images from a prompt (or a prompt file): PNGs with their settings, sidecars and a grid."""
@@ -54,12 +77,30 @@ def generate(
     settings = GenerationSettings(steps, guidance, scheduler, size, negative).validate()
     if half and not str(device).startswith("cuda"):
         raise ValueError("--half needs --device cuda: float16 on the CPU is slow and inexact")
-    if method not in ("sd", "ildm"):
-        raise ValueError(f"--method must be sd or ildm, got {method!r}")
-    if schedule is not None and method != "ildm":
-        raise ValueError("--schedule applies to --method ildm only")
+    if method not in METHODS:
+        raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    ildm, guided = method.startswith("ildm"), method.endswith("infsplign")
+    if schedule is not None and not ildm:
+        raise ValueError("--schedule applies to --method ildm and ildm+infsplign only")
+    if save_attention and not guided:
+        raise ValueError("--save-attention shows InfSplign's maps: use it with --method infsplign or ildm+infsplign")
+    config = None
+    if guided:
+        from ..guidance import InfSplignConfig
+
+        chosen_layers = tuple(x for x in layers.split(",") if x.strip()) if layers else None
+        config = InfSplignConfig(
+            loss=loss,
+            alpha=alpha,
+            margin=margin,
+            guide_fraction=guide_fraction,
+            layers=chosen_layers,
+            orthogonal_p=orthogonal_p,
+            presence=presence,
+            strict=strict,
+        ).validate()  # a clear error for a wrong knob before any loading
     dtype = torch.float16 if half else torch.float32
-    if method == "ildm":
+    if ildm:
         from ..ildm.pipeline import load_ildm_pipeline
         from ..ildm.schedules import make_schedule
 
@@ -68,9 +109,31 @@ def generate(
         pipe = load_ildm_pipeline(model, device, dtype, scheduler)
     else:
         pipe = load_pipeline(model, device, dtype, scheduler)
-    results = generate_images(pipe, prompt_list, n, seed, settings, batch_size, strict, schedule=schedule)
+    if config is not None:
+        from dataclasses import replace
+
+        from ..guidance import infsplign_pipeline, recommended_weight
+
+        config = replace(config, weight=recommended_weight(pipe) if weight is None else weight).validate()
+        if not ildm:
+            pipe = infsplign_pipeline(pipe)
+    results = generate_images(
+        pipe,
+        prompt_list,
+        n,
+        seed,
+        settings,
+        batch_size,
+        strict,
+        schedule=schedule,
+        spatial_guidance=config,
+        save_attention=save_attention,
+    )
     metadata = settings_metadata(settings, model, settings.size or native_size(pipe))
-    if method == "ildm":
-        metadata.update(method="ildm", schedule=schedule or "default")
+    metadata["method"] = method
+    if ildm:
+        metadata["schedule"] = schedule or "default"
+    if config is not None:
+        metadata["infsplign_settings"] = config.to_dict()
     saved = save_generated(results, out, metadata)
     console.print(f"wrote {len(saved)} image(s) and grid.png to {out}", highlight=False)

@@ -29,6 +29,7 @@ from ..intrinsic_files import is_map_file
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 #: Files our own tools write beside generated images that are not samples (intrinsic maps neither).
 NOT_SAMPLES = ("grid.png",)
+NOT_SAMPLE_SUFFIXES = (".attention.png",)  # InfSplign's attention strips (spatialgen generate --save-attention)
 _LEADING_INDEX = re.compile(r"^(\d+)(?:[_\-.]|$)")
 _TRAILING_SAMPLE = re.compile(r"^(.*)_(\d+)$")
 
@@ -74,7 +75,11 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(
         p
         for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in NOT_SAMPLES and not is_map_file(p) and p.is_file()
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.name not in NOT_SAMPLES
+        and not p.name.endswith(NOT_SAMPLE_SUFFIXES)
+        and not is_map_file(p)
+        and p.is_file()
     )
 
 

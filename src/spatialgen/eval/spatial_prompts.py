@@ -13,40 +13,21 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-RELATIONS_2D = ("left of", "right of", "above", "below")
-RELATIONS_3D = ("in front of", "behind")
-RELATIONS_NEAR = ("near",)
+from ..relations import PHRASE_PATTERN, PHRASES, RELATIONS_2D, RELATIONS_3D, RELATIONS_NEAR
 
-#: Relation phrases, canonical relation. Longer phrases are tried first ("on the left of" before "left of").
-PHRASES: dict[str, str] = {
-    "to the left of": "left of",
-    "on the left of": "left of",
-    "on the left side of": "left of",
-    "left of": "left of",
-    "to the right of": "right of",
-    "on the right of": "right of",
-    "on the right side of": "right of",
-    "right of": "right of",
-    "on the top of": "above",
-    "on top of": "above",
-    "above": "above",
-    "over": "above",
-    "on the bottom of": "below",
-    "below": "below",
-    "under": "below",
-    "beneath": "below",
-    "underneath": "below",
-    "in front of": "in front of",
-    "behind": "behind",
-    "on the side of": "near",
-    "on side of": "near",
-    "next to": "near",
-    "beside": "near",
-    "near": "near",
-}
+__all__ = [
+    "PHRASES",
+    "RELATIONS_2D",
+    "RELATIONS_3D",
+    "RELATIONS_NEAR",
+    "SpatialPrompt",
+    "parse_spatial_prompt",
+    "spatial_prompt_of",
+]
+
 _ARTICLE = re.compile(r"^(?:a photo of\s+)?(?:a|an|the|one)\s+", re.IGNORECASE)
 _PATTERN = re.compile(
-    r"^(?P<a>.+?)\s+(?P<phrase>" + "|".join(sorted(map(re.escape, PHRASES), key=len, reverse=True)) + r")\s+(?P<b>.+)$",
+    r"^(?P<a>.+?)\s+(?P<phrase>" + PHRASE_PATTERN + r")\s+(?P<b>.+)$",
     re.IGNORECASE,
 )
 # GenEval's position words in its metadata ("left of", "right of", "above", "below").

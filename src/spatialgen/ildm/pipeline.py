@@ -34,6 +34,10 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..guidance.capture import capturing
+from ..guidance.config import InfSplignConfig
+from ..guidance.guide import GuidanceTrace, SpatialGuide
+from ..guidance.prompts import SpatialTriplet
 from ..intrinsics import Intrinsics
 from .adapter import install_cross_domain, load_intrinsic_lora, save_intrinsic_lora
 from .attention import CrossDomainState, JointLayout
@@ -46,11 +50,13 @@ LORA_FOLDER = "intrinsic_lora"
 
 @dataclass
 class IntrinsicLDMPipelineOutput(BaseOutput):
-    """Images (PIL list or array), their co-generated intrinsics in [0, 1], and the intrinsic latents."""
+    """Images (PIL list or array), their co-generated intrinsics in [0, 1], the intrinsic latents and,
+    with InfSplign, what its guidance measured."""
 
     images: Any
     intrinsics: Intrinsics
     intrinsic_latents: torch.Tensor
+    trace: GuidanceTrace | None = None
 
 
 class IntrinsicLDMPipeline(DiffusionPipeline):
@@ -196,7 +202,15 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
         output_type: str = "pil",
         return_dict: bool = True,
         callback_on_step_end: Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]] | None = None,
+        spatial_guidance: InfSplignConfig | None = None,
+        triplets: list[SpatialTriplet | None] | None = None,
     ) -> IntrinsicLDMPipelineOutput | tuple[Any, Intrinsics, torch.Tensor]:
+        """Images and intrinsics for ``prompt``; ``spatial_guidance`` (an ``InfSplignConfig``) steers the image domain.
+
+        With InfSplign the gradient pass runs the conditional rows of both domains together (the
+        image attends to its intrinsic partner, as in sampling) and the update goes to the image
+        domain's noise only; the intrinsic domain follows through cross-domain attention.
+        """
         height = height or self.unet.config.sample_size * self.vae_scale_factor
         width = width or self.unet.config.sample_size * self.vae_scale_factor
         prompts = self.check_inputs(prompt, height, width, num_inference_steps, guidance_scale)
@@ -235,27 +249,55 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
         assert state is not None
         state.schedule = resolve_schedule(schedule) if schedule is not None else self.default_schedule
         per_domain = 2 * len(prompts) if cfg else len(prompts)
-        state.layout = JointLayout.stacked(per_domain, device=device)
+        joint_layout = JointLayout.stacked(per_domain, device=device)
+        state.layout = joint_layout
         joint_text = torch.cat([text, text])
+        cond_text = text[len(prompts) :] if cfg else text
+        guide, capture_layers = None, []
+        if spatial_guidance is not None:
+            expanded = None if triplets is None else [x for x in triplets for _ in range(num_images_per_prompt)]
+            guide = SpatialGuide(spatial_guidance, self.unet, self.tokenizer, prompts, text.shape[1], device, expanded)
+            capture_layers = guide.layers if guide.active else []
+        guide_layout = JointLayout.stacked(len(prompts), device=device)
+
+        def forward_cond(x: torch.Tensor) -> Any:
+            intrinsic_in = intrinsic_scheduler.scale_model_input(intrinsic, t)
+            state.layout = guide_layout
+            try:
+                return self.unet(
+                    torch.cat([x, intrinsic_in]), t, encoder_hidden_states=torch.cat([cond_text, cond_text])
+                ).sample
+            finally:
+                state.layout = joint_layout
+
+        steps = len(self.scheduler.timesteps)
         try:
-            for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-                state.timestep = float(t)
-                x_in = torch.cat([latents] * 2) if cfg else latents
-                i_in = torch.cat([intrinsic] * 2) if cfg else intrinsic
-                joint = torch.cat(
-                    [self.scheduler.scale_model_input(x_in, t), intrinsic_scheduler.scale_model_input(i_in, t)]
-                )
-                noise = self.unet(joint, t, encoder_hidden_states=joint_text).sample
-                noise_image, noise_intrinsic = noise[:per_domain], noise[per_domain:]
-                if cfg:
-                    noise_image = _guide(noise_image, guidance_scale)
-                    noise_intrinsic = _guide(noise_intrinsic, guidance_scale)
-                latents = self.scheduler.step(noise_image, t, latents, **image_kwargs).prev_sample
-                intrinsic = intrinsic_scheduler.step(noise_intrinsic, t, intrinsic, **intrinsic_kwargs).prev_sample
-                if callback_on_step_end is not None:
-                    outputs = callback_on_step_end(self, i, t, {"latents": latents, "intrinsic_latents": intrinsic})
-                    latents = outputs.get("latents", latents)
-                    intrinsic = outputs.get("intrinsic_latents", intrinsic)
+            with capturing(self.unet, capture_layers) as capture:
+                for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+                    state.timestep = float(t)
+                    offset = None
+                    if guide is not None and guide.wants(i, steps):
+                        latents, offset = guide.step(
+                            capture, forward_cond, self.scheduler, latents, t, i, steps, rows=slice(0, len(prompts))
+                        )
+                    x_in = torch.cat([latents] * 2) if cfg else latents
+                    i_in = torch.cat([intrinsic] * 2) if cfg else intrinsic
+                    joint = torch.cat(
+                        [self.scheduler.scale_model_input(x_in, t), intrinsic_scheduler.scale_model_input(i_in, t)]
+                    )
+                    noise = self.unet(joint, t, encoder_hidden_states=joint_text).sample
+                    noise_image, noise_intrinsic = noise[:per_domain], noise[per_domain:]
+                    if cfg:
+                        noise_image = _guide(noise_image, guidance_scale)
+                        noise_intrinsic = _guide(noise_intrinsic, guidance_scale)
+                    if offset is not None:
+                        noise_image = noise_image + offset
+                    latents = self.scheduler.step(noise_image, t, latents, **image_kwargs).prev_sample
+                    intrinsic = intrinsic_scheduler.step(noise_intrinsic, t, intrinsic, **intrinsic_kwargs).prev_sample
+                    if callback_on_step_end is not None:
+                        outputs = callback_on_step_end(self, i, t, {"latents": latents, "intrinsic_latents": intrinsic})
+                        latents = outputs.get("latents", latents)
+                        intrinsic = outputs.get("intrinsic_latents", intrinsic)
         finally:
             state.layout = None
 
@@ -268,7 +310,10 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
         self.maybe_free_model_hooks()
         if not return_dict:
             return images, intrinsics, intrinsic
-        return IntrinsicLDMPipelineOutput(images=images, intrinsics=intrinsics, intrinsic_latents=intrinsic)
+        trace = guide.trace if guide is not None else None
+        return IntrinsicLDMPipelineOutput(
+            images=images, intrinsics=intrinsics, intrinsic_latents=intrinsic, trace=trace
+        )
 
 
 def _guide(noise: torch.Tensor, scale: float) -> torch.Tensor:
