@@ -15,7 +15,9 @@ from typer.testing import CliRunner
 from spatialgen.cli import app
 from spatialgen.guidance import InfSplignConfig, infsplign_pipeline
 from spatialgen.guidance.capture import default_layers, resolve_layers
+from spatialgen.guidance.config import PAPER_WEIGHT, recommended_weight
 from spatialgen.models import build_pipeline, make_scheduler
+from spatialgen.models.pipeline import embedded_path
 
 from .conftest import TINY
 
@@ -182,6 +184,8 @@ def test_generate_infsplign_writes_settings_triplets_and_attention_strips(tmp_pa
     assert meta["method"] == "infsplign"
     assert meta["infsplign"]["a"] == "red cube" and meta["infsplign"]["b"] == "blue sphere"
     assert meta["infsplign_settings"]["alpha"] == 2.0 and meta["infsplign_settings"]["margin"] == 0.25
+    card_weight = json.loads((embedded_path() / "spatialgen.json").read_text())["infsplign"]["weight"]
+    assert meta["infsplign_settings"]["weight"] == card_weight  # no --weight: the model card's recommendation
     assert len(collect_images(out)) == 2  # strips are not samples to evaluate
     both = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "both"), "--method", "ildm+infsplign"])
     assert both.exit_code == 0, both.output
@@ -200,3 +204,11 @@ def test_generate_infsplign_writes_settings_triplets_and_attention_strips(tmp_pa
 def test_generate_infsplign_refuses_bad_input(tmp_path: Path, extra: list[str], message: str) -> None:
     result = CliRunner().invoke(app, ["generate", PROMPTS[0], "--steps", "2", "--out", str(tmp_path), *extra])
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_recommended_weight_comes_from_the_model_card_else_the_paper() -> None:
+    pipe = build_pipeline(TINY)
+    pipe.spatialgen_config = {}
+    assert recommended_weight(pipe) == PAPER_WEIGHT
+    pipe.spatialgen_config = {"infsplign": {"weight": 123.0}}
+    assert recommended_weight(pipe) == 123.0

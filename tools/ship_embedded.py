@@ -1,6 +1,10 @@
 """Copy a trained run into the package as the embedded model (fp16), and the scene recogniser / estimator.
 
     python tools/ship_embedded.py --run runs/base --recogniser runs/recogniser --estimator runs/estimator
+    python tools/ship_embedded.py --infsplign-weight 300   # record the InfSplign weight the sweep chose
+
+A newly shipped base model drops the old InfSplign recommendation (it was tuned for the old
+weights): re-run ``python benchmarks/infsplign.py weights`` and record the winner.
 
 Prints the checkpoint size and how far fp16 storage moves generated pixels from the fp32 run.
 """
@@ -57,12 +61,27 @@ def ship_ildm(run: Path) -> None:
     print(f"embedded I-LDM: {size / 1e6:.1f} MB in {embedded_ildm_path()}")
 
 
+WEIGHT_SWEEP = "python benchmarks/infsplign.py weights --prompts 64 --weights 300 1000 3000 10000"
+
+
+def record_infsplign_weight(weight: float) -> None:
+    """Write the recommended InfSplign weight into the embedded model's card (read by ``recommended_weight``)."""
+    from spatialgen.fileio import atomic_write_json
+
+    card_path = embedded_path() / "spatialgen.json"
+    card = json.loads(card_path.read_text())
+    card["infsplign"] = {"weight": weight, "chosen_by": WEIGHT_SWEEP}
+    atomic_write_json(card_path, card)
+    print(f"embedded model: InfSplign weight {weight:g} recorded in {card_path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=None, help="a `spatialgen train base` run folder")
     parser.add_argument("--recogniser", type=Path, default=None, help="a `spatialgen train recogniser` folder")
     parser.add_argument("--estimator", type=Path, default=None, help="a `spatialgen train estimator` folder")
     parser.add_argument("--ildm", type=Path, default=None, help="a `spatialgen train ildm` run folder")
+    parser.add_argument("--infsplign-weight", type=float, default=None, help="InfSplign weight for the model card")
     args = parser.parse_args()
     if args.ildm is not None:
         ship_ildm(args.ildm)
@@ -74,6 +93,8 @@ def main() -> None:
             shutil.copytree(folder, destination)
             print(f"{name} copied to {destination}")
     if args.run is None:
+        if args.infsplign_weight is not None:
+            record_infsplign_weight(args.infsplign_weight)
         return
 
     source = load_pipeline(args.run / "pipeline")
@@ -94,6 +115,8 @@ def main() -> None:
     difference = np.abs(images(shipped) - images(source)).max() * 255
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
     print(f"embedded model: {size / 1e6:.1f} MB in {target}; fp16 storage moves pixels by at most {difference:.1f}/255")
+    if args.infsplign_weight is not None:
+        record_infsplign_weight(args.infsplign_weight)
 
 
 if __name__ == "__main__":

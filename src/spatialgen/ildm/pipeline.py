@@ -383,7 +383,8 @@ def load_embedded_ildm(dtype: torch.dtype = torch.float32) -> IntrinsicLDMPipeli
     pipe = IntrinsicLDMPipeline.from_base(
         base, intrinsic_vae, lora=folder / LORA_FOLDER, schedule=schedule_from_dict(schedule)
     )
-    pipe.spatialgen_config = (
-        json.loads((folder / "spatialgen.json").read_text()) if (folder / "spatialgen.json").is_file() else {}
-    )
+    card = json.loads((folder / "spatialgen.json").read_text()) if (folder / "spatialgen.json").is_file() else {}
+    if "infsplign" in base.spatialgen_config:  # the image domain is the base model's: so is its guidance weight
+        card.setdefault("infsplign", base.spatialgen_config["infsplign"])
+    pipe.spatialgen_config = card
     return pipe
