@@ -19,6 +19,7 @@ setup: $(BIN)/spatialgen
 demo: setup
 	$(BIN)/spatialgen generate "a red cube to the left of a blue sphere" --n 4 --out outputs/generate
 	$(BIN)/spatialgen generate "a red cube to the left of a blue sphere" --n 2 --method ildm --out outputs/ildm
+	$(BIN)/spatialgen generate "a red cube to the left of a blue sphere" --n 4 --method infsplign --save-attention --out outputs/infsplign
 	$(BIN)/spatialgen scenes preview --out outputs/scenes-preview.png
 
 test: setup
@@ -32,6 +33,8 @@ bench: setup
 	$(BIN)/python benchmarks/embedded_model.py
 	$(BIN)/python benchmarks/eval_suite.py
 	$(BIN)/python benchmarks/ildm.py --model embedded
+	$(BIN)/python benchmarks/infsplign.py overhead
+	$(BIN)/python benchmarks/infsplign.py effect
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

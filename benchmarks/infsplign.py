@@ -14,6 +14,16 @@ embedded model never saw in a caption) with 4 seeds each (image k: seed 42 + k),
 with the embedded scene recogniser and scores them with VISOR's rule: OA, VISOR_cond,
 VISOR_uncond and VISOR_1..4, plus the mean attention-centroid Delta at the last guided step.
 Every configuration samples the same prompts and seeds.
+
+The README's figures come from (each row is deterministic, so runs can be split like this):
+
+    python benchmarks/infsplign.py weights --prompts 64 --weights 300 1000 3000 10000
+    python benchmarks/infsplign.py effect --prompts 100 --steps 25 --losses sigmoid --weight 300
+    python benchmarks/infsplign.py effect --prompts 100 --steps 25 --losses gelu leaky_relu relu --presence off \
+        --only gelu leaky_relu relu --weight 300
+    python benchmarks/infsplign.py effect --prompts 100 --steps 50 --losses sigmoid --presence off --weight 300
+    python benchmarks/infsplign.py effect --ildm --prompts 64 --losses sigmoid --presence off --weight 300
+    python benchmarks/infsplign.py overhead; python benchmarks/infsplign.py overhead --sd-layout --repeats 3
 """
 
 from __future__ import annotations
@@ -134,6 +144,8 @@ def effect(args: argparse.Namespace, configs: dict[str, InfSplignConfig | None])
 
 def config_steps(name: str, args: argparse.Namespace) -> list[int]:
     """Every configuration runs at the first step count; the later ones only for those in --also."""
+    if args.only is not None and name not in args.only:
+        return []
     if args.also is None or name in args.also or name == "base":
         return args.steps
     return args.steps[:1]
@@ -157,6 +169,7 @@ def main() -> None:
     parser.add_argument(
         "--also", nargs="*", default=None, help="configs that also run at the later --steps (default: all)"
     )
+    parser.add_argument("--only", nargs="*", default=None, help="run only these configs (default: all)")
     parser.add_argument("--out", default=None, help="also write the results as JSON here")
     args = parser.parse_args()
     torch.manual_seed(0)
