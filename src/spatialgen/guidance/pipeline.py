@@ -98,6 +98,7 @@ class InfSplignPipeline(StableDiffusionPipeline):
             )
 
         def forward_cond(x: torch.Tensor) -> Any:
+            # The conditional branch at the loop's current t (read when the guide calls it).
             return self.unet(
                 x,
                 t,

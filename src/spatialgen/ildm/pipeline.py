@@ -261,6 +261,7 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
         guide_layout = JointLayout.stacked(len(prompts), device=device)
 
         def forward_cond(x: torch.Tensor) -> Any:
+            # Reads the loop's current t and intrinsic latents when the guide calls it.
             intrinsic_in = intrinsic_scheduler.scale_model_input(intrinsic, t)
             state.layout = guide_layout
             try:
