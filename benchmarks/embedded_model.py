@@ -19,7 +19,7 @@ import torch
 
 from spatialgen.eval.recogniser import SceneRecogniser
 from spatialgen.eval.scene_prompts import prompt_objects, relational_prompts
-from spatialgen.eval.visor import judge_image, visor_scores
+from spatialgen.eval.visor import visor_scores
 from spatialgen.generate import GenerationSettings, generate_images
 from spatialgen.models import load_pipeline
 from spatialgen.scenes import SceneConfig, make_sample, scene_seed
@@ -88,13 +88,8 @@ def relation_accuracy(pipe, recogniser, n_prompts: int, seeds: int, steps: int) 
     results = generate_images(
         pipe, [r.prompt for r in records], n=seeds, seed=42, settings=GenerationSettings(steps=steps)
     )
-    detections = recogniser.detect([r.image for r in results])
-    verdicts = []
-    for k, dets in enumerate(detections):
-        record = records[k // seeds]
-        centres_a = [d.box_centre for d in dets if (d.colour, d.shape) == record.a]
-        centres_b = [d.box_centre for d in dets if (d.colour, d.shape) == record.b]
-        verdicts.append(judge_image(k // seeds, centres_a, centres_b, record.relation))
+    triplets = [(r.a, r.relation, r.b) for r in records]
+    verdicts = recogniser.relation_verdicts([r.image for r in results], triplets, seeds)
     return {**visor_scores(verdicts, max_n=seeds), "relation_images": len(results)}
 
 

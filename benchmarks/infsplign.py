@@ -39,7 +39,7 @@ import torch
 from spatialgen.eval.prompt_sets import scene_prompt_set
 from spatialgen.eval.recogniser import SceneRecogniser
 from spatialgen.eval.scene_prompts import prompt_objects
-from spatialgen.eval.visor import judge_image, visor_scores
+from spatialgen.eval.visor import visor_scores
 from spatialgen.guidance import InfSplignConfig, infsplign_pipeline, recommended_weight
 from spatialgen.models import TinySDConfig, build_pipeline, load_pipeline
 
@@ -66,15 +66,8 @@ def sample(pipe, prompts: list[str], seeds: int, steps: int, config: InfSplignCo
 
 
 def score(recogniser: SceneRecogniser, records, images, seeds: int) -> dict[str, float]:
-    detections = recogniser.detect(images)
-    verdicts = []
-    for k, dets in enumerate(detections):
-        record = records[k // seeds]
-        (a,), (b,) = prompt_objects(record.obj_a), prompt_objects(record.obj_b)
-        centres_a = [d.box_centre for d in dets if (d.colour, d.shape) == a]
-        centres_b = [d.box_centre for d in dets if (d.colour, d.shape) == b]
-        verdicts.append(judge_image(k // seeds, centres_a, centres_b, record.relation))
-    return visor_scores(verdicts, max_n=seeds)
+    triplets = [(prompt_objects(r.obj_a)[0], r.relation, prompt_objects(r.obj_b)[0]) for r in records]
+    return visor_scores(recogniser.relation_verdicts(images, triplets, seeds), max_n=seeds)
 
 
 SD_LAYOUT = TinySDConfig(

@@ -8,6 +8,7 @@ import torch
 
 from spatialgen.eval.recogniser import (
     CLASSES,
+    Detection,
     RecogniserNet,
     SceneRecogniser,
     augment,
@@ -95,3 +96,24 @@ def test_the_embedded_recogniser_finds_objects_in_held_out_renders() -> None:
                 total += 1
                 found += any(d.colour == obj.colour and d.shape == obj.shape for d in dets)
     assert total > 10 and found / total > 0.6
+
+
+def test_relation_verdicts_apply_visors_rule_to_each_images_boxes(monkeypatch) -> None:
+    def box(colour: str, shape: str, x: float) -> Detection:
+        return Detection(f"{colour} {shape}", colour, shape, 1.0, (x - 2, 10, x + 2, 14), (x / 64, 0.2), 16)
+
+    images = [
+        [box("red", "cube", 10), box("blue", "sphere", 40)],  # red left of blue: passes
+        [box("red", "cube", 50), box("blue", "sphere", 40), box("red", "cube", 5)],  # any pair may pass
+        [box("red", "cube", 50), box("blue", "sphere", 40)],  # wrong side
+        [box("blue", "sphere", 40), box("red", "cone", 10)],  # A missing: a red cone is not a red cube
+    ]
+    recogniser = SceneRecogniser.load()
+    monkeypatch.setattr(recogniser, "detect", lambda _: images)
+    triplets = [(("red", "cube"), "left of", ("blue", "sphere"))] * 2
+    verdicts = recogniser.relation_verdicts([None] * 4, triplets, 2)
+    assert [v.passed for v in verdicts] == [True, True, False, False]
+    assert [v.a_present for v in verdicts] == [True, True, True, False]
+    assert [v.prompt_id for v in verdicts] == [0, 0, 1, 1]
+    with pytest.raises(ValueError, match="got 3 images for 2 triplets x 2"):
+        recogniser.relation_verdicts([None] * 3, triplets, 2)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,12 @@ from torch import nn
 
 from ..scenes.catalog import COLOURS, SHAPES
 from .scene_networks import load_network_files, save_network
+
+if TYPE_CHECKING:
+    from .visor import ImageVerdict
+
+#: ((colour, shape) of A, relation, (colour, shape) of B)
+SceneTriplet = tuple[tuple[str, str], str, tuple[str, str]]
 
 COLOUR_NAMES: tuple[str, ...] = tuple(COLOURS)
 CLASSES: tuple[str, ...] = ("floor", *(f"{c} {s}" for c in COLOUR_NAMES for s in SHAPES))
@@ -193,6 +199,26 @@ class SceneRecogniser:
                 min_area = max(1, round(self.min_area_fraction * p.shape[-1] * p.shape[-2]))
                 out.append(detections_from_probabilities(p, min_area))
         return out
+
+    def relation_verdicts(
+        self, images: torch.Tensor | Sequence[Any], triplets: Sequence[SceneTriplet], images_per_prompt: int
+    ) -> list[ImageVerdict]:
+        """VISOR's verdict on each image; images come ``images_per_prompt`` per triplet, in triplet order.
+
+        A triplet is ``((colour, shape), relation, (colour, shape))``; every detection of an object's
+        colour and shape is a candidate box, and any passing pair passes (VISOR's rule).
+        """
+        from .visor import judge_image
+
+        if len(images) != len(triplets) * images_per_prompt:
+            raise ValueError(f"got {len(images)} images for {len(triplets)} triplets x {images_per_prompt} images")
+        verdicts = []
+        for k, found in enumerate(self.detect(images)):
+            a, relation, b = triplets[k // images_per_prompt]
+            centres_a = [d.box_centre for d in found if (d.colour, d.shape) == tuple(a)]
+            centres_b = [d.box_centre for d in found if (d.colour, d.shape) == tuple(b)]
+            verdicts.append(judge_image(k // images_per_prompt, centres_a, centres_b, relation))
+        return verdicts
 
     def save(self, folder: str | os.PathLike[str]) -> None:
         config = {
