@@ -98,8 +98,7 @@ class SpatialGuide:
                 continue
             self.weights_a[row, list(item.a_tokens)] = 1.0 / len(item.a_tokens)
             self.weights_b[row, list(item.b_tokens)] = 1.0 / len(item.b_tokens)
-            length = min(len(tokenizer(item.triplet.prompt)["input_ids"]), sequence_length)
-            self.text_mask[row, 1 : length - 1] = True
+            self.text_mask[row, 1 : min(item.length, sequence_length) - 1] = True
             relations.append(item.triplet.relation)
         self.axis, self.sign, self.valid = relation_tensors(relations, device)
 

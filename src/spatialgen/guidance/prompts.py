@@ -62,6 +62,7 @@ class TokenizedTriplet:
     triplet: SpatialTriplet
     a_tokens: tuple[int, ...]
     b_tokens: tuple[int, ...]
+    length: int  # tokens of the whole encoded prompt, start and end included, before truncation
 
 
 def parse_triplet(prompt: str) -> SpatialTriplet | None:
@@ -126,38 +127,34 @@ def object_token_indices(
     tokenizer: Any, prompt: str, span: ObjectSpan, max_length: int | None = None
 ) -> tuple[int, ...]:
     """Positions of the tokens that spell ``span``, or a ValueError when it is cut off or spelled by none."""
-    spans = token_char_spans(tokenizer, prompt)
+    limit = max_length if max_length is not None else getattr(tokenizer, "model_max_length", None)
+    return _indices(token_char_spans(tokenizer, prompt), span, prompt, limit)
+
+
+def tokenize_triplet(tokenizer: Any, triplet: SpatialTriplet) -> TokenizedTriplet:
+    spans = token_char_spans(tokenizer, triplet.prompt)  # tokenized once for both objects
+    limit = getattr(tokenizer, "model_max_length", None)
+    a = _indices(spans, triplet.a, triplet.prompt, limit)
+    b = _indices(spans, triplet.b, triplet.prompt, limit)
+    if set(a) & set(b):
+        raise ValueError(f"objects {triplet.a.text!r} and {triplet.b.text!r} share tokens in {triplet.prompt!r}")
+    return TokenizedTriplet(triplet, a, b, len(spans))
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _indices(
+    spans: Sequence[tuple[int, int] | None], span: ObjectSpan, prompt: str, limit: int | None
+) -> tuple[int, ...]:
     found = tuple(i for i, s in enumerate(spans) if s is not None and s[0] < span.end and s[1] > span.start)
     if not found:
         raise ValueError(f"no token of the prompt {prompt!r} spells {span.text!r}")
-    limit = max_length if max_length is not None else getattr(tokenizer, "model_max_length", None)
     if limit is not None and max(found) >= limit - 1:
         raise ValueError(
             f"{span.text!r} lies beyond the {limit} tokens the text encoder reads in {prompt!r}; shorten the prompt"
         )
     return found
-
-
-def tokenize_triplet(tokenizer: Any, triplet: SpatialTriplet) -> TokenizedTriplet:
-    a = object_token_indices(tokenizer, triplet.prompt, triplet.a)
-    b = object_token_indices(tokenizer, triplet.prompt, triplet.b)
-    if set(a) & set(b):
-        raise ValueError(f"objects {triplet.a.text!r} and {triplet.b.text!r} share tokens in {triplet.prompt!r}")
-    return TokenizedTriplet(triplet, a, b)
-
-
-def tokenize_prompts(
-    tokenizer: Any, prompts: Sequence[str], triplets: Sequence[SpatialTriplet | None] | None = None
-) -> list[TokenizedTriplet | None]:
-    """Parse (unless given) and tokenize each prompt's triplet; None where a prompt states none."""
-    if triplets is None:
-        triplets = [parse_triplet(p) for p in prompts]
-    if len(triplets) != len(prompts):
-        raise ValueError(f"got {len(triplets)} triplets for {len(prompts)} prompts; give one per prompt (or None)")
-    return [None if t is None else tokenize_triplet(tokenizer, t) for t in triplets]
-
-
-# ------------------------------------------------------------------------------------------ helpers
 
 
 def _words(text: str, offset: int = 0) -> list[tuple[str, int, int]]:
