@@ -2,9 +2,12 @@
 
     python benchmarks/ildm.py [--model embedded | RUN/pipeline] [--base embedded] [--prompts 32] [--seeds 2]
 
-1. Sampling time and peak memory per image at batch 4, 25 DDIM steps, for the base pipeline and
-   for I-LDM under each schedule; each measured in its own process (peak RSS is per process),
-   reported with the ratio to the base.
+1. Sampling time and peak memory per sample at batch 4, 25 DDIM steps, for the base pipeline,
+   for the two-domain floor (the base pipeline at batch 8) and for I-LDM under each schedule,
+   as ratios to the base and to the floor: time as the median of ``--rounds`` batches timed
+   round-robin in one process (so machine drift cancels), peak RSS in a fresh process each.
+   Beside it, one UNet call at w = 0, under Drop and at w = 1 against the floor, to show what
+   the schedule's skipped keys save.
 2. The intrinsic VAE's reconstruction error per intrinsic on 256 held-out scenes.
 3. For Drop, Gaussian and None (the paper's Table 1 layout), on held-out attribute prompts:
    agreement of the co-generated depth and normals with those the scene estimator reads from the
@@ -31,43 +34,119 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_one(kind: str, model: str, base: str, steps: int, repeats: int = 4) -> dict[str, float]:
-    """Seconds per image and this process's peak RSS for one pipeline (run in a fresh process)."""
-    from spatialgen.generate import GenerationSettings, generate_images
+KINDS = ("base", "two_domain_floor", "drop", "gaussian", "none")
+SCHEDULES = ("drop", "gaussian", "none")
+BATCH = 4
+
+
+def _load(kind: str, model: str, base: str):
     from spatialgen.ildm.pipeline import load_ildm_pipeline
     from spatialgen.models import load_pipeline
 
-    pipe = load_pipeline(base) if kind == "base" else load_ildm_pipeline(model)
-    schedule = None if kind == "base" else kind
+    return load_ildm_pipeline(model) if kind in SCHEDULES else load_pipeline(base)
+
+
+def _batch(pipe, kind: str, steps: int, seed: int) -> None:
+    """One batch for BATCH prompts; the floor is the base model sampling twice as many images."""
+    from spatialgen.generate import GenerationSettings, generate_images
+
+    schedule = kind if kind in SCHEDULES else None
+    n = 2 * BATCH if kind == "two_domain_floor" else BATCH
     settings = GenerationSettings(steps=steps)
-    generate_images(pipe, ["a red cube"] * 4, settings=settings, progress=False, schedule=schedule)  # warm-up
-    start = time.perf_counter()
-    for r in range(repeats):
-        generate_images(
-            pipe, ["a red cube on the grass"], n=4, seed=4 * r, settings=settings, progress=False, schedule=schedule
-        )
-    return {"seconds_per_image": (time.perf_counter() - start) / (4 * repeats), "peak_rss_mb": peak_rss_mb()}
+    generate_images(
+        pipe, ["a red cube on the grass"], n=n, seed=seed, settings=settings, progress=False, schedule=schedule
+    )
 
 
-def costs(model: str, base: str, steps: int) -> dict[str, dict[str, float]]:
-    out = {}
-    for kind in ("base", "drop", "gaussian", "none"):
-        command = [
-            sys.executable,
-            __file__,
-            "--measure-one",
-            kind,
-            "--model",
-            model,
-            "--base",
-            base,
-            "--steps",
-            str(steps),
-        ]
-        out[kind] = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-    for kind in ("drop", "gaussian", "none"):
-        out[kind]["time_ratio_to_base"] = out[kind]["seconds_per_image"] / out["base"]["seconds_per_image"]
+def measure_memory(kind: str, model: str, base: str, steps: int) -> dict[str, float]:
+    """This process's peak RSS after loading one pipeline and sampling one batch (run in a fresh process)."""
+    pipe = _load(kind, model, base)
+    _batch(pipe, kind, steps, seed=0)
+    return {"peak_rss_mb": peak_rss_mb()}
+
+
+def interleaved_times(model: str, base: str, steps: int, rounds: int) -> dict[str, float]:
+    """Median seconds per sample (one prompt's output) for each kind, timed round-robin in one process.
+
+    A shared 2-core machine drifts by 20% between minutes; timing the kinds in rotating order in
+    one process and comparing medians keeps that drift out of the ratios.
+    """
+    base_pipe, ildm_pipe = _load("base", model, base), _load("drop", model, base)
+    pipes = {kind: ildm_pipe if kind in SCHEDULES else base_pipe for kind in KINDS}
+    for kind in KINDS:
+        _batch(pipes[kind], kind, steps, seed=0)  # warm-up
+    times: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for r in range(rounds):
+        for kind in KINDS[r % len(KINDS) :] + KINDS[: r % len(KINDS)]:
+            start = time.perf_counter()
+            _batch(pipes[kind], kind, steps, seed=BATCH * r)
+            times[kind].append((time.perf_counter() - start) / BATCH)
+    return {kind: float(np.median(values)) for kind, values in times.items()}
+
+
+def unet_call_times(model: str, base: str, rounds: int) -> dict[str, float]:
+    """Milliseconds per UNet call on a CFG batch of 4 (8 rows per domain), timed round-robin in one process.
+
+    Isolates what the schedule changes: ``w0`` (every block skips the intrinsic keys), ``drop`` at
+    t = 500 (blocks outside L skip them), ``w1`` (every image query sees both domains), against
+    the base UNet on the image rows alone and on twice as many rows (the two-domain floor).
+    """
+    from spatialgen.ildm.attention import JointLayout
+    from spatialgen.ildm.schedules import ConstantSchedule, make_schedule
+
+    base_unet, ildm = _load("base", model, base).unet, _load("drop", model, base)
+    unet, state = ildm.unet, ildm.cross_domain
+    rows = 2 * BATCH
+    generator = torch.Generator().manual_seed(0)
+    size = unet.config.sample_size
+    x = torch.randn(rows, unet.config.in_channels, size, size, generator=generator)
+    text = torch.randn(rows, 8, unet.config.cross_attention_dim, generator=generator)
+    schedules = {"w0": ConstantSchedule(0.0), "drop": make_schedule("drop"), "w1": ConstantSchedule(1.0)}
+
+    def joint(schedule) -> None:
+        state.schedule, state.layout, state.timestep = schedule, JointLayout.stacked(rows), 500.0
+        try:
+            unet(torch.cat([x, x]), 500, encoder_hidden_states=torch.cat([text, text]))
+        finally:
+            state.layout = None
+
+    calls = {
+        "base": lambda: base_unet(x, 500, encoder_hidden_states=text),
+        "two_domain_floor": lambda: base_unet(torch.cat([x, x]), 500, encoder_hidden_states=torch.cat([text, text])),
+        **{name: (lambda s=s: joint(s)) for name, s in schedules.items()},
+    }
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    with torch.no_grad():
+        for call in calls.values():
+            call()  # warm-up
+        for _ in range(rounds):
+            for name, call in calls.items():
+                start = time.perf_counter()
+                call()
+                times[name].append(1000 * (time.perf_counter() - start))
+    medians = {name: float(np.median(values)) for name, values in times.items()}
+    return {**medians, **{f"{name}_ratio_to_floor": medians[name] / medians["two_domain_floor"] for name in schedules}}
+
+
+def costs(model: str, base: str, steps: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Time (interleaved, one process) and peak memory (one fresh process per kind), as ratios.
+
+    ``two_domain_floor`` is the base pipeline sampling 2 x BATCH images: the same number of UNet
+    rows and decodes as I-LDM's image + intrinsic domains without any cross-domain work, so
+    ``time_ratio_to_floor`` is I-LDM's own overhead and ``time_ratio_to_base`` the user's cost.
+    """
+    memory = {}
+    for kind in KINDS:  # first, while this process is small: Linux children inherit the parent's peak RSS
+        command = [sys.executable, __file__, "--measure-memory", kind, "--model", model, "--base", base]
+        command += ["--steps", str(steps)]
+        memory[kind] = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+    seconds = interleaved_times(model, base, steps, rounds)
+    out: dict[str, dict[str, float]] = {kind: {"seconds_per_sample": seconds[kind], **memory[kind]} for kind in KINDS}
+    for kind in KINDS[1:]:
+        out[kind]["time_ratio_to_base"] = seconds[kind] / seconds["base"]
         out[kind]["memory_ratio_to_base"] = out[kind]["peak_rss_mb"] / out["base"]["peak_rss_mb"]
+        if kind in SCHEDULES:
+            out[kind]["time_ratio_to_floor"] = seconds[kind] / seconds["two_domain_floor"]
     return out
 
 
@@ -122,20 +201,22 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--cost-only", action="store_true", help="only part 1 (time and memory)")
-    parser.add_argument("--measure-one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=6, help="timed batches of 4 per kind (median reported)")
+    parser.add_argument("--measure-memory", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     from spatialgen.logs import quiet_libraries
 
     quiet_libraries()
     torch.manual_seed(0)
-    if args.measure_one:
-        print(json.dumps(measure_one(args.measure_one, args.model, args.base, args.steps)))
+    if args.measure_memory:
+        print(json.dumps(measure_memory(args.measure_memory, args.model, args.base, args.steps)))
         return
     from spatialgen.ildm.pipeline import load_ildm_pipeline
     from spatialgen.ildm.vae_training import held_out_packed, reconstruction_errors
 
     results: dict[str, object] = {"model": args.model, "base": args.base, "threads": torch.get_num_threads()}
-    results["cost"] = costs(args.model, args.base, args.steps)
+    results["cost"] = costs(args.model, args.base, args.steps, args.rounds)  # first: it measures peak memory
+    results["unet_call_ms"] = unet_call_times(args.model, args.base, 10 * args.rounds)
     if args.cost_only:
         print(json.dumps(results, indent=2))
         return

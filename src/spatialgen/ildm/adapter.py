@@ -162,7 +162,7 @@ def load_image_lora(
 
 
 def _image_rows_hook(state: CrossDomainState, adapter: str, scale: float):
-    from .attention import add_lora
+    from .projections import add_lora
 
     def hook(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         x = args[0]

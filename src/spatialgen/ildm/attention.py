@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .projections import MergedProjection, mergeable, project
 from .schedules import ConstantSchedule, WeightSchedule
 
 ADAPTER = "intrinsic"
@@ -98,45 +99,6 @@ class CrossDomainState:
         return w
 
 
-def lora_delta(linear: torch.nn.Module, x: torch.Tensor, adapter: str) -> torch.Tensor | None:
-    """The LoRA update of a peft-wrapped linear layer for inputs x, or None if it has no such adapter."""
-    lora_a = getattr(linear, "lora_A", None)
-    if lora_a is None or adapter not in lora_a:
-        return None
-    dropout = linear.lora_dropout[adapter]
-    return linear.lora_B[adapter](lora_a[adapter](dropout(x))) * linear.scaling[adapter]
-
-
-def add_lora(
-    out: torch.Tensor, linear: torch.nn.Module, x: torch.Tensor, rows: torch.Tensor, adapter: str, scale: float = 1.0
-) -> torch.Tensor:
-    """``out`` plus the adapter's LoRA update on the samples ``rows`` (batch indices); out-of-place."""
-    if rows.numel() == 0:
-        return out
-    delta = lora_delta(linear, x[rows], adapter)
-    if delta is None:
-        return out
-    return out.index_add(0, rows, (scale * delta).to(out.dtype))
-
-
-def project(
-    linear: torch.nn.Module,
-    x: torch.Tensor,
-    rows: torch.Tensor | None,
-    adapter: str,
-    image_rows: torch.Tensor | None = None,
-    image_adapters: dict[str, float] | None = None,
-) -> torch.Tensor:
-    """Base projection for every sample, the intrinsic adapter on ``rows``, image-only adapters on ``image_rows``."""
-    out = getattr(linear, "base_layer", linear)(x)
-    if rows is not None:
-        out = add_lora(out, linear, x, rows, adapter)
-    if image_rows is not None:
-        for name, scale in (image_adapters or {}).items():
-            out = add_lora(out, linear, x, image_rows, name, scale)
-    return out
-
-
 class CrossDomainAttnProcessor:
     """Processor for one ``attn1`` layer in block ``block``; see the module docstring."""
 
@@ -144,6 +106,27 @@ class CrossDomainAttnProcessor:
         self.state = state
         self.block = block
         self.adapter = adapter
+        self._merged: dict[str, MergedProjection] = {}
+
+    def _projector(self, attn: torch.nn.Module, layout: JointLayout | None, batch_size: int, device: torch.device):
+        """A function (layer names, input) -> projections that gives each domain its own adapters."""
+        extra = self.state.image_adapters
+        linears = {"to_q": attn.to_q, "to_k": attn.to_k, "to_v": attn.to_v, "to_out": attn.to_out[0]}
+        n = layout.stacked_n if layout is not None else None
+        if n is not None and mergeable(list(linears.values()), [self.adapter, *extra]):
+
+            def merged(names: tuple[str, ...], x: torch.Tensor) -> list[torch.Tensor]:
+                projection = self._merged.setdefault(",".join(names), MergedProjection())
+                return projection([linears[name] for name in names], x, n, self.adapter, extra)
+
+            return merged
+        rows = layout.intrinsic_rows if layout is not None else None
+        image_rows = self.state.image_rows(batch_size, device) if extra else None
+
+        def per_row(names: tuple[str, ...], x: torch.Tensor) -> list[torch.Tensor]:
+            return [project(linears[name], x, rows, self.adapter, image_rows, extra) for name in names]
+
+        return per_row
 
     def __call__(
         self,
@@ -173,15 +156,10 @@ class CrossDomainAttnProcessor:
         if attn.group_norm is not None:
             hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
 
-        rows = None
         if layout is not None:
             layout.check(batch_size)
-            rows = layout.intrinsic_rows
-        extra = self.state.image_adapters
-        image_rows = self.state.image_rows(batch_size, hidden_states.device) if extra else None
-        query = project(attn.to_q, hidden_states, rows, self.adapter, image_rows, extra)
-        key = project(attn.to_k, hidden_states, rows, self.adapter, image_rows, extra)
-        value = project(attn.to_v, hidden_states, rows, self.adapter, image_rows, extra)
+        projection = self._projector(attn, layout, batch_size, hidden_states.device)
+        query, key, value = projection(("to_q", "to_k", "to_v"), hidden_states)
         head_dim = key.shape[-1] // attn.heads
         query, key, value = (x.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2) for x in (query, key, value))
         if attn.norm_q is not None:
@@ -195,7 +173,7 @@ class CrossDomainAttnProcessor:
             hidden_states = self._joint_attention(query, key, value, layout)
 
         hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
-        hidden_states = project(attn.to_out[0], hidden_states, rows, self.adapter, image_rows, extra)
+        (hidden_states,) = projection(("to_out",), hidden_states)
         hidden_states = attn.to_out[1](hidden_states)
         if input_ndim == 4:
             hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
@@ -208,13 +186,19 @@ class CrossDomainAttnProcessor:
     ) -> torch.Tensor:
         """Eq. 4 over (B, heads, N, d) tensors: own keys + partner keys, log w on the image rows' partner columns."""
         w = self.state.weight(self.block)
-        n = layout.stacked_n
-        if n is not None:  # cat([images, intrinsics]): the partners are the other half, in order
-            partner_key, partner_value = torch.cat([key[n:], key[:n]]), torch.cat([value[n:], value[:n]])
-        else:
-            partner_key, partner_value = key[layout.partner], value[layout.partner]
+        if layout.stacked_n is not None:
+            return self._stacked_attention(query, key, value, layout.stacked_n, w)
+        partner_key, partner_value = key[layout.partner], value[layout.partner]
         if w == 0.0:
-            return self._without_partner_keys(query, key, value, partner_key, partner_value, layout)
+            image, intrinsic = layout.image_rows, layout.intrinsic_rows
+            out_image = F.scaled_dot_product_attention(query[image], key[image], value[image])
+            out_intrinsic = F.scaled_dot_product_attention(
+                query[intrinsic],
+                torch.cat([key[intrinsic], partner_key[intrinsic]], dim=2),
+                torch.cat([value[intrinsic], partner_value[intrinsic]], dim=2),
+            )
+            order = torch.cat([image, intrinsic])
+            return torch.cat([out_image, out_intrinsic])[torch.argsort(order)]
         joint_key = torch.cat([key, partner_key], dim=2)
         joint_value = torch.cat([value, partner_value], dim=2)
         if w == 1.0:
@@ -226,30 +210,27 @@ class CrossDomainAttnProcessor:
         return F.scaled_dot_product_attention(query, joint_key, joint_value, attn_mask=bias)
 
     @staticmethod
-    def _without_partner_keys(
-        query: torch.Tensor,
-        key: torch.Tensor,
-        value: torch.Tensor,
-        partner_key: torch.Tensor,
-        partner_value: torch.Tensor,
-        layout: JointLayout,
+    def _stacked_attention(
+        query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, n: int, w: float
     ) -> torch.Tensor:
-        """w = 0: image rows attend over their own keys only (the base model's attention, at its cost)."""
-        n = layout.stacked_n
-        if n is not None:
+        """Eq. 4 for ``cat([n images, n intrinsics])``: both samples of a pair attend over the same keys.
+
+        Softmax does not care about key order, so the image and the intrinsic queries of pair i
+        share one key set, [image tokens, intrinsic tokens] of that pair: one concatenation per
+        layer instead of a partner gather plus a joint one. At w = 0 the image queries use their
+        own keys (a view, the base model's cost).
+        """
+        joint_key = torch.cat([key[:n], key[n:]], dim=2)
+        joint_value = torch.cat([value[:n], value[n:]], dim=2)
+        if w == 0.0:
             out_image = F.scaled_dot_product_attention(query[:n], key[:n], value[:n])
-            out_intrinsic = F.scaled_dot_product_attention(
-                query[n:],
-                torch.cat([key[n:], partner_key[n:]], dim=2),
-                torch.cat([value[n:], partner_value[n:]], dim=2),
-            )
-            return torch.cat([out_image, out_intrinsic])
-        image, intrinsic = layout.image_rows, layout.intrinsic_rows
-        out_image = F.scaled_dot_product_attention(query[image], key[image], value[image])
-        out_intrinsic = F.scaled_dot_product_attention(
-            query[intrinsic],
-            torch.cat([key[intrinsic], partner_key[intrinsic]], dim=2),
-            torch.cat([value[intrinsic], partner_value[intrinsic]], dim=2),
-        )
-        order = torch.cat([image, intrinsic])
-        return torch.cat([out_image, out_intrinsic])[torch.argsort(order)]
+        elif w == 1.0:
+            out_image = F.scaled_dot_product_attention(query[:n], joint_key, joint_value)
+        else:
+            tokens = key.shape[2]
+            bias = torch.zeros(1, 1, 1, 2 * tokens, dtype=query.dtype, device=query.device)
+            bias[..., tokens:] = math.log(w)
+            out_image = F.scaled_dot_product_attention(query[:n], joint_key, joint_value, attn_mask=bias)
+        out_intrinsic = F.scaled_dot_product_attention(query[n:], joint_key, joint_value)
+        # Concatenated token-major, so the caller's transpose(1, 2).reshape is a view, not a second copy.
+        return torch.cat([out_image.transpose(1, 2), out_intrinsic.transpose(1, 2)]).transpose(1, 2)
