@@ -7,7 +7,8 @@
    as ratios to the base and to the floor: time as the median of ``--rounds`` batches timed
    round-robin in one process (so machine drift cancels), peak RSS in a fresh process each.
    Beside it, one UNet call at w = 0, under Drop and at w = 1 against the floor, to show what
-   the schedule's skipped keys save.
+   the schedule's skipped keys save (``--unet-only`` for just that); ``--profile`` lists operator
+   times, floor vs w = 1.
 2. The intrinsic VAE's reconstruction error per intrinsic on 256 held-out scenes.
 3. For Drop, Gaussian and None (the paper's Table 1 layout), on held-out attribute prompts:
    agreement of the co-generated depth and normals with those the scene estimator reads from the
@@ -23,6 +24,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -84,12 +86,12 @@ def interleaved_times(model: str, base: str, steps: int, rounds: int) -> dict[st
     return {kind: float(np.median(values)) for kind, values in times.items()}
 
 
-def unet_call_times(model: str, base: str, rounds: int) -> dict[str, float]:
-    """Milliseconds per UNet call on a CFG batch of 4 (8 rows per domain), timed round-robin in one process.
+def unet_calls(model: str, base: str) -> dict[str, Callable[[], object]]:
+    """One UNet call each on a CFG batch of 4 (8 rows per domain): base, floor and I-LDM at w = 0 / Drop / w = 1.
 
-    Isolates what the schedule changes: ``w0`` (every block skips the intrinsic keys), ``drop`` at
-    t = 500 (blocks outside L skip them), ``w1`` (every image query sees both domains), against
-    the base UNet on the image rows alone and on twice as many rows (the two-domain floor).
+    ``w0`` skips the intrinsic keys in every block, ``drop`` at t = 500 skips them outside L,
+    ``w1`` lets every image query see both domains; ``two_domain_floor`` is the base UNet on
+    twice the rows. Each call runs under ``torch.no_grad``, as sampling does.
     """
     from spatialgen.ildm.attention import JointLayout
     from spatialgen.ildm.schedules import ConstantSchedule, make_schedule
@@ -101,31 +103,59 @@ def unet_call_times(model: str, base: str, rounds: int) -> dict[str, float]:
     size = unet.config.sample_size
     x = torch.randn(rows, unet.config.in_channels, size, size, generator=generator)
     text = torch.randn(rows, 8, unet.config.cross_attention_dim, generator=generator)
-    schedules = {"w0": ConstantSchedule(0.0), "drop": make_schedule("drop"), "w1": ConstantSchedule(1.0)}
+    x2, text2 = torch.cat([x, x]), torch.cat([text, text])
 
-    def joint(schedule) -> None:
+    @torch.no_grad()
+    def joint(schedule) -> object:
         state.schedule, state.layout, state.timestep = schedule, JointLayout.stacked(rows), 500.0
         try:
-            unet(torch.cat([x, x]), 500, encoder_hidden_states=torch.cat([text, text]))
+            return unet(x2, 500, encoder_hidden_states=text2)
         finally:
             state.layout = None
 
-    calls = {
-        "base": lambda: base_unet(x, 500, encoder_hidden_states=text),
-        "two_domain_floor": lambda: base_unet(torch.cat([x, x]), 500, encoder_hidden_states=torch.cat([text, text])),
+    schedules = {"w0": ConstantSchedule(0.0), "drop": make_schedule("drop"), "w1": ConstantSchedule(1.0)}
+    return {
+        "base": torch.no_grad()(lambda: base_unet(x, 500, encoder_hidden_states=text)),
+        "two_domain_floor": torch.no_grad()(lambda: base_unet(x2, 500, encoder_hidden_states=text2)),
         **{name: (lambda s=s: joint(s)) for name, s in schedules.items()},
     }
+
+
+def unet_call_times(model: str, base: str, rounds: int) -> dict[str, float]:
+    """Median milliseconds per call of :func:`unet_calls`, timed round-robin in one process."""
+    calls = unet_calls(model, base)
     times: dict[str, list[float]] = {name: [] for name in calls}
-    with torch.no_grad():
-        for call in calls.values():
-            call()  # warm-up
-        for _ in range(rounds):
-            for name, call in calls.items():
-                start = time.perf_counter()
-                call()
-                times[name].append(1000 * (time.perf_counter() - start))
+    for call in calls.values():
+        call()  # warm-up
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(1000 * (time.perf_counter() - start))
     medians = {name: float(np.median(values)) for name, values in times.items()}
-    return {**medians, **{f"{name}_ratio_to_floor": medians[name] / medians["two_domain_floor"] for name in schedules}}
+    joint = ("w0", "drop", "w1")
+    return {**medians, **{f"{name}_ratio_to_floor": medians[name] / medians["two_domain_floor"] for name in joint}}
+
+
+def profile_against_floor(model: str, base: str, calls: int = 10) -> dict[str, dict[str, float]]:
+    """Self CPU milliseconds per operator over ``calls`` UNet calls: the floor beside I-LDM at w = 1.
+
+    Shows where I-LDM's time above the two-domain floor goes, operator by operator.
+    """
+    from torch.profiler import profile
+
+    runs = unet_calls(model, base)
+    table: dict[str, dict[str, float]] = {}
+    for name in ("two_domain_floor", "w1"):
+        runs[name]()  # warm-up
+        with profile() as prof:
+            for _ in range(calls):
+                runs[name]()
+        for event in prof.key_averages():
+            table.setdefault(event.key, {})[name] = round(event.self_cpu_time_total / 1000, 1)
+    rows = sorted(table.items(), key=lambda item: -max(item[1].values()))[:12]
+    total = {name: round(sum(ops.get(name, 0.0) for ops in table.values()), 1) for name in ("two_domain_floor", "w1")}
+    return {"total": total, **dict(rows)}
 
 
 def costs(model: str, base: str, steps: int, rounds: int) -> dict[str, dict[str, float]]:
@@ -201,6 +231,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--cost-only", action="store_true", help="only part 1 (time and memory)")
+    parser.add_argument("--profile", action="store_true", help="only the operator profile: floor vs I-LDM at w = 1")
+    parser.add_argument("--unet-only", action="store_true", help="only the per-UNet-call times against the floor")
     parser.add_argument("--rounds", type=int, default=6, help="timed batches of 4 per kind (median reported)")
     parser.add_argument("--measure-memory", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -215,6 +247,13 @@ def main() -> None:
     from spatialgen.ildm.vae_training import held_out_packed, reconstruction_errors
 
     results: dict[str, object] = {"model": args.model, "base": args.base, "threads": torch.get_num_threads()}
+    if args.profile or args.unet_only:
+        if args.profile:
+            results["self_cpu_ms_per_operator"] = profile_against_floor(args.model, args.base)
+        else:
+            results["unet_call_ms"] = unet_call_times(args.model, args.base, 10 * args.rounds)
+        print(json.dumps(results, indent=2))
+        return
     results["cost"] = costs(args.model, args.base, args.steps, args.rounds)  # first: it measures peak memory
     results["unet_call_ms"] = unet_call_times(args.model, args.base, 10 * args.rounds)
     if args.cost_only:
