@@ -5,7 +5,8 @@ self-attention layers (``attn1``) differ from the base model:
 
 * projections: image samples use the frozen base weights; intrinsic samples use base + LoRA
   (the intrinsic domain's adapter, applied here per sample because peft refuses mixed-adapter
-  batches in training mode);
+  batches in training mode; at sampling, merged into one weight per domain, see
+  :mod:`spatialgen.ildm.projections`);
 * keys and values: every sample attends over its own tokens concatenated with its partner's
   (the other domain of the same sample), so each domain sees the other;
 * weights: the image queries' scores on the intrinsic keys get ``log w(l, t)`` added; w = 0
@@ -21,6 +22,7 @@ Cross-attention (``attn2``) keeps its own processor.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -108,8 +110,14 @@ class CrossDomainAttnProcessor:
         self.adapter = adapter
         self._merged: dict[str, MergedProjection] = {}
 
-    def _projector(self, attn: torch.nn.Module, layout: JointLayout | None, batch_size: int, device: torch.device):
-        """A function (layer names, input) -> projections that gives each domain its own adapters."""
+    def _projector(
+        self, attn: torch.nn.Module, layout: JointLayout | None, batch_size: int, device: torch.device
+    ) -> Callable[[tuple[str, ...], torch.Tensor], list[torch.Tensor]]:
+        """A function (layer names, input) -> projections that gives each domain its own adapters.
+
+        Merged per-domain weights where the layout is stacked and nothing trains through the
+        adapters (sampling); the per-sample LoRA path otherwise (training, any other layout).
+        """
         extra = self.state.image_adapters
         linears = {"to_q": attn.to_q, "to_k": attn.to_k, "to_v": attn.to_v, "to_out": attn.to_out[0]}
         n = layout.stacked_n if layout is not None else None
