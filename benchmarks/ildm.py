@@ -243,9 +243,6 @@ def main() -> None:
     if args.measure_memory:
         print(json.dumps(measure_memory(args.measure_memory, args.model, args.base, args.steps)))
         return
-    from spatialgen.ildm.pipeline import load_ildm_pipeline
-    from spatialgen.ildm.vae_training import held_out_packed, reconstruction_errors
-
     results: dict[str, object] = {"model": args.model, "base": args.base, "threads": torch.get_num_threads()}
     if args.profile or args.unet_only:
         if args.profile:
@@ -259,6 +256,9 @@ def main() -> None:
     if args.cost_only:
         print(json.dumps(results, indent=2))
         return
+    from spatialgen.ildm.pipeline import load_ildm_pipeline
+    from spatialgen.ildm.vae_training import held_out_packed, reconstruction_errors
+
     vae = load_ildm_pipeline(args.model).intrinsic_vae
     results["intrinsic_vae_held_out"] = reconstruction_errors(vae, held_out_packed(256, 64))
     results["schedules"] = consistency_and_objects(args.model, args.base, args.prompts, args.seeds, args.steps)
