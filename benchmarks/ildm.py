@@ -1,6 +1,7 @@
 """Measure I-LDM against its base model on the scene world: cost, intrinsic VAE error, consistency, objects.
 
     python benchmarks/ildm.py [--model embedded | RUN/pipeline] [--base embedded] [--prompts 32] [--seeds 2]
+    python benchmarks/ildm.py --cost-only | --skip-cost | --unet-only | --profile
 
 1. Sampling time and peak memory per sample at batch 4, 25 DDIM steps, for the base pipeline,
    for the two-domain floor (the base pipeline at batch 8) and for I-LDM under each schedule,
@@ -231,6 +232,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--cost-only", action="store_true", help="only part 1 (time and memory)")
+    parser.add_argument("--skip-cost", action="store_true", help="parts 2 and 3 only (no timing)")
     parser.add_argument("--profile", action="store_true", help="only the operator profile: floor vs I-LDM at w = 1")
     parser.add_argument("--unet-only", action="store_true", help="only the per-UNet-call times against the floor")
     parser.add_argument("--rounds", type=int, default=6, help="timed batches of 4 per kind (median reported)")
@@ -251,8 +253,9 @@ def main() -> None:
             results["unet_call_ms"] = unet_call_times(args.model, args.base, 10 * args.rounds)
         print(json.dumps(results, indent=2))
         return
-    results["cost"] = costs(args.model, args.base, args.steps, args.rounds)  # first: it measures peak memory
-    results["unet_call_ms"] = unet_call_times(args.model, args.base, 10 * args.rounds)
+    if not args.skip_cost:
+        results["cost"] = costs(args.model, args.base, args.steps, args.rounds)  # first: it measures peak memory
+        results["unet_call_ms"] = unet_call_times(args.model, args.base, 10 * args.rounds)
     if args.cost_only:
         print(json.dumps(results, indent=2))
         return

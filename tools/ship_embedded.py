@@ -1,6 +1,7 @@
 """Copy a trained run into the package as the embedded model (fp16), and the scene recogniser / estimator.
 
     python tools/ship_embedded.py --run runs/base --recogniser runs/recogniser --estimator runs/estimator
+    python tools/ship_embedded.py --run runs/vae-decoder   # the base with a fine-tuned decoder (same latents)
     python tools/ship_embedded.py --infsplign-weight 300   # record the InfSplign weight the sweep chose
 
 A newly shipped base model drops the old InfSplign recommendation (it was tuned for the old
@@ -77,7 +78,9 @@ def record_infsplign_weight(weight: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, default=None, help="a `spatialgen train base` run folder")
+    parser.add_argument(
+        "--run", type=Path, default=None, help="a `spatialgen train base` or `train vae-decoder` run folder"
+    )
     parser.add_argument("--recogniser", type=Path, default=None, help="a `spatialgen train recogniser` folder")
     parser.add_argument("--estimator", type=Path, default=None, help="a `spatialgen train estimator` folder")
     parser.add_argument("--ildm", type=Path, default=None, help="a `spatialgen train ildm` run folder")
@@ -109,6 +112,12 @@ def main() -> None:
         "spatialgen train base --config src/spatialgen/weights/embedded/spatialgen.json "
         "--data data/scenes-train --out runs/base",
     ]
+    decoder = config.get("vae_decoder_finetune")
+    if decoder is not None:  # a `train vae-decoder` run on top of the base
+        config["reproduce"].append(
+            f"spatialgen train vae-decoder --base runs/base/pipeline --data data/scenes-train --out runs/vae-decoder"
+            f" --steps {decoder['steps']} --batch-size {decoder['batch_size']} --lr {decoder['lr']}"
+        )
     target = embedded_path()
     save_pipeline(source, target, fp16=True)
     shipped = load_pipeline("embedded")

@@ -133,6 +133,43 @@ def train_estimator_command(
     _train_scene_network("estimator", data, out, steps, batch_size, max_scenes, held_out, held_out_seed, seed)
 
 
+@train_app.command("vae-decoder")
+@friendly_errors
+def train_vae_decoder_command(
+    data: Path = typer.Option(..., "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
+    out: Path = typer.Option(..., "--out", help="Run folder: config, checkpoints, pipeline/, held-out.json."),
+    base: str = typer.Option("embedded", "--base", help="Pipeline whose decoder is fine-tuned: embedded or a folder."),
+    steps: int = typer.Option(3000, "--steps", help="Training steps."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Batch size."),
+    lr: float = typer.Option(3e-4, "--lr", help="Learning rate."),
+    max_scenes: int | None = typer.Option(None, "--max-scenes", help="Use only the first N scenes."),
+    checkpoint_every: int = typer.Option(250, "--checkpoint-every", help="Steps between checkpoints."),
+    seed: int = typer.Option(0, "--seed", help="Training seed."),
+    resume: str | None = typer.Option(None, "--resume", help="'latest' or a checkpoint folder."),
+    cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU even if a GPU is present."),
+) -> None:
+    """Fine-tune a pipeline's VAE decoder with the encoder frozen: sharper images in the same latent space."""
+    quiet_libraries()
+    import json
+
+    from ..models.decoder_training import DecoderFinetuneConfig, train_vae_decoder
+
+    cfg = DecoderFinetuneConfig(
+        data=str(data),
+        out=str(out),
+        base=base,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        max_scenes=max_scenes,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+    )
+    folder = train_vae_decoder(cfg, resume=resume, cpu=cpu)
+    console.print(json.dumps(json.loads((out / "held-out.json").read_text()), indent=2), highlight=False)
+    console.print(f"pipeline with the fine-tuned decoder written to {folder}", highlight=False)
+
+
 @train_app.command("intrinsic-vae")
 @friendly_errors
 def train_intrinsic_vae_command(
