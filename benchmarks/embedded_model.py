@@ -23,6 +23,7 @@ from spatialgen.eval.scene_prompts import prompt_objects, relational_prompts
 from spatialgen.eval.visor import visor_scores
 from spatialgen.generate import GenerationSettings, generate_images
 from spatialgen.models import load_pipeline
+from spatialgen.models.decoder_training import held_out_renders, reconstruction_mse
 from spatialgen.scenes import SceneConfig, make_sample, scene_seed
 
 HELD_OUT_SEED = 999
@@ -49,15 +50,8 @@ def sampling_speed(pipe, steps: int, scheduler: str, batch: int = 4, repeats: in
     return (time.perf_counter() - start) / (repeats * batch)
 
 
-@torch.no_grad()
 def vae_reconstruction(pipe, n: int) -> dict[str, float]:
-    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
-    rgb = np.stack([make_sample(scene_seed(HELD_OUT_SEED, i), size).rgb for i in range(n)])
-    x = torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 127.5 - 1
-    recon = torch.cat(
-        [pipe.vae.decode(pipe.vae.encode(x[i : i + 64]).latent_dist.mean).sample for i in range(0, n, 64)]
-    )
-    mse = float(((recon.clamp(-1, 1) - x) / 2).pow(2).mean())  # in [0, 1] pixel units
+    mse = reconstruction_mse(pipe.vae, held_out_renders(n, pipe.unet.config.sample_size * pipe.vae_scale_factor))
     return {"vae_mse": mse, "vae_psnr_db": float(10 * np.log10(1 / mse)), "vae_images": n}
 
 
