@@ -21,11 +21,21 @@ def _names(values: list[str] | None) -> tuple[str, ...] | None:
 
 
 def _scene_config(
-    min_objects: int, max_objects: int, shapes: list[str] | None, colours: list[str] | None, floors: list[str] | None
+    min_objects: int,
+    max_objects: int,
+    shapes: list[str] | None,
+    colours: list[str] | None,
+    floors: list[str] | None,
+    distance: tuple[float, float] | None = None,
+    region: float | None = None,
 ) -> Any:
     from ..scenes import SceneConfig
 
     overrides: dict[str, Any] = {"min_objects": min_objects, "max_objects": max_objects}
+    if distance is not None:
+        overrides["distance"] = tuple(distance)
+    if region is not None:
+        overrides["region_half_width"] = region
     for key, value in (("shapes", shapes), ("colours", colours), ("floors", floors)):
         names = _names(value)
         if names is not None:
@@ -36,6 +46,8 @@ def _scene_config(
 _SHAPES_HELP = "Shapes to use (repeat or comma-separate): cube, sphere, cylinder, cone."
 _COLOURS_HELP = "Colours to use: red, green, blue, yellow, purple, cyan, gray, brown."
 _FLOORS_HELP = "Floor materials to use: checker, wood, grass, stone."
+_DISTANCE_HELP = "Camera distance range LOW HIGH (default 6.5 8.0); closer cameras draw larger objects."
+_REGION_HELP = "Half-width of the floor square objects stand on (default 2.0)."
 
 
 @scenes_app.command("make")
@@ -52,6 +64,8 @@ def scenes_make(
     shapes: list[str] | None = typer.Option(None, "--shapes", help=_SHAPES_HELP),
     colours: list[str] | None = typer.Option(None, "--colours", help=_COLOURS_HELP),
     floors: list[str] | None = typer.Option(None, "--floors", help=_FLOORS_HELP),
+    distance: tuple[float, float] | None = typer.Option(None, "--distance", help=_DISTANCE_HELP),
+    region: float | None = typer.Option(None, "--region", help=_REGION_HELP),
     antialias: bool = typer.Option(True, "--antialias/--no-antialias", help="Antialias RGB at geometry edges."),
 ) -> None:
     """Write a sharded scene dataset (tar shards + manifest.json); re-run to resume."""
@@ -59,7 +73,7 @@ def scenes_make(
 
     from ..scenes import DatasetParams, make_dataset
 
-    config = _scene_config(min_objects, max_objects, shapes, colours, floors)
+    config = _scene_config(min_objects, max_objects, shapes, colours, floors, distance, region)
     params = DatasetParams(
         n=n, resolution=resolution, seed=seed, shard_size=shard_size, antialias=antialias, config=config
     )
@@ -90,6 +104,8 @@ def scenes_preview(
     shapes: list[str] | None = typer.Option(None, "--shapes", help=_SHAPES_HELP),
     colours: list[str] | None = typer.Option(None, "--colours", help=_COLOURS_HELP),
     floors: list[str] | None = typer.Option(None, "--floors", help=_FLOORS_HELP),
+    distance: tuple[float, float] | None = typer.Option(None, "--distance", help=_DISTANCE_HELP),
+    region: float | None = typer.Option(None, "--region", help=_REGION_HELP),
 ) -> None:
     """Draw a grid of scenes: RGB, depth, normals, segmentation, lines and captions."""
     from ..fileio import ensure_writable_dir
@@ -98,7 +114,7 @@ def scenes_preview(
 
     if n <= 0:
         raise ValueError(f"--n must be positive, got {n}")
-    config = _scene_config(min_objects, max_objects, shapes, colours, floors)
+    config = _scene_config(min_objects, max_objects, shapes, colours, floors, distance, region)
     ensure_writable_dir(out.parent if str(out.parent) else Path("."), "directory of --out")
     samples = [make_sample(scene_seed(seed, i), resolution, config) for i in range(n)]
     save_preview(samples, out)

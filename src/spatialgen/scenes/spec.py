@@ -174,6 +174,11 @@ class SceneConfig:
                 f"object counts must satisfy 1 <= min_objects <= max_objects <= 5, "
                 f"got min_objects={self.min_objects}, max_objects={self.max_objects}"
             )
+        near, far = self.distance
+        if not 0.0 < near <= far:
+            raise ValueError(f"camera distance range {self.distance} must satisfy 0 < low <= high")
+        if not self.region_half_width > 0.0:
+            raise ValueError(f"region_half_width must be positive, got {self.region_half_width}")
         low, high = self.elevation
         if not (0.0 < low <= high < 90.0 and high + self.fov / 2.0 < 90.0 and low - self.fov / 2.0 >= 5.0):
             raise ValueError(
