@@ -39,6 +39,11 @@ class TinySDConfig:
     # Diffusion
     num_train_timesteps: int = 1000
     prediction_type: str = "epsilon"
+    # Lin et al. 2024: rescale betas so the last timestep is pure noise (SNR 0), and sample from it
+    # ("trailing" spacing). Without it a model never sees pure noise in training yet starts from it
+    # at sampling, which biases brightness and colour. Needs v-prediction (epsilon is undefined at SNR 0).
+    zero_terminal_snr: bool = False
+    timestep_spacing: str = "leading"
 
     def validate(self) -> TinySDConfig:
         down = 2 ** (len(self.vae_channels) - 1)
@@ -49,6 +54,12 @@ class TinySDConfig:
             )
         if self.prediction_type not in ("epsilon", "v_prediction"):
             raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {self.prediction_type!r}")
+        if self.zero_terminal_snr and self.prediction_type != "v_prediction":
+            raise ValueError("zero_terminal_snr needs prediction_type 'v_prediction' (epsilon is undefined at SNR 0)")
+        if self.timestep_spacing not in ("leading", "trailing", "linspace"):
+            raise ValueError(
+                f"timestep_spacing must be 'leading', 'trailing' or 'linspace', got {self.timestep_spacing!r}"
+            )
         if self.text_hidden % self.text_heads or self.unet_channels[0] % self.unet_attention_heads:
             raise ValueError("text_hidden and unet_channels must be divisible by their numbers of heads")
         return self
@@ -119,7 +130,10 @@ def text_encoder_config(config: TinySDConfig, vocab_size: int, pad_id: int, bos_
 
 
 def scheduler_config(config: TinySDConfig) -> dict[str, Any]:
-    """SD 1.x's noise schedule (scaled linear betas), shared by training and every sampler."""
+    """SD 1.x's noise schedule (scaled linear betas), shared by training and every sampler.
+
+    With ``zero_terminal_snr`` the betas are rescaled to reach SNR 0 (every diffusers sampler we
+    offer reads ``rescale_betas_zero_snr`` from the config) and sampling starts at the last step."""
     return {
         "num_train_timesteps": config.num_train_timesteps,
         "beta_start": 0.00085,
@@ -128,6 +142,7 @@ def scheduler_config(config: TinySDConfig) -> dict[str, Any]:
         "prediction_type": config.prediction_type,
         "clip_sample": False,
         "set_alpha_to_one": False,
-        "steps_offset": 1,
-        "timestep_spacing": "leading",
+        "steps_offset": 1,  # only "leading" spacing reads it; SD pipelines warn when it is not 1
+        "timestep_spacing": config.timestep_spacing,
+        "rescale_betas_zero_snr": config.zero_terminal_snr,
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from ..scenes.captions import DEFAULT_CAPTION_MIX, RELATIONAL_KINDS, check_capti
 from ..scenes.held_out import is_held_out_caption
 from ..scenes.sampling import Draw
 from ..scenes.shards import SceneShards
+from ..scenes.spec import SceneConfig
 
 
 @dataclass
@@ -89,3 +90,22 @@ def draw_captions(
 def to_pixels(images: torch.Tensor) -> torch.Tensor:
     """uint8 images to float in [-1, 1], the VAE's input range."""
     return images.float() / 127.5 - 1.0
+
+
+#: Evaluation prompts name 1-3 objects (more objects rarely fit a 64 px image clearly).
+EVAL_MAX_OBJECTS = 3
+
+
+def model_scene_config(card: Mapping | None, max_objects: int | None = EVAL_MAX_OBJECTS) -> SceneConfig:
+    """The scene distribution a model was trained on, read from its card (``pipe.spatialgen_config``).
+
+    Held-out evaluation scenes must come from the same distribution as the training data (the same
+    camera distances, floors, colours), only from seeds no training set uses. ``max_objects`` caps
+    the object count (evaluation prompts name 1-3 objects); a card without data (a model built from
+    a config, or a real checkpoint) gives the scene world's default distribution.
+    """
+    data = (card or {}).get("data") or {}
+    config = SceneConfig.from_dict(dict(data["config"])) if "config" in data else SceneConfig()
+    if max_objects is not None and config.max_objects > max_objects:
+        config = replace(config, max_objects=max_objects, min_objects=min(config.min_objects, max_objects))
+    return config.validate()

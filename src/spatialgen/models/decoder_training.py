@@ -27,7 +27,8 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from ..fileio import atomic_write_json
-from .data import SceneTensors, batch_generator, draw_indices, to_pixels
+from ..scenes.spec import SceneConfig
+from .data import SceneTensors, batch_generator, draw_indices, model_scene_config, to_pixels
 from .training import open_run, resume_step, save_checkpoint
 
 HELD_OUT_SEED = 999
@@ -79,11 +80,12 @@ class _Decoding(torch.nn.Module):
         return self.vae.decode(latents).sample
 
 
-def held_out_renders(n: int, resolution: int) -> torch.Tensor:
-    """RGB renders (uint8, N x 3 x H x W) of ``n`` scenes from the seed no training set uses."""
+def held_out_renders(n: int, resolution: int, config: SceneConfig | None = None) -> torch.Tensor:
+    """RGB renders (uint8, N x 3 x H x W) of ``n`` scenes of distribution ``config`` (default: the scene
+    world's) from the seed no training set uses."""
     from ..scenes import make_sample, scene_seed
 
-    rgb = np.stack([make_sample(scene_seed(HELD_OUT_SEED, i), resolution).rgb for i in range(n)])
+    rgb = np.stack([make_sample(scene_seed(HELD_OUT_SEED, i), resolution, config).rgb for i in range(n)])
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(rgb, -1, 1)))
 
 
@@ -119,7 +121,8 @@ def train_vae_decoder(cfg: DecoderFinetuneConfig, resume: str | None = None, cpu
     size = vae.config.sample_size
     if data.resolution != size:
         raise ValueError(f"the data are {data.resolution} px but {cfg.base!r}'s VAE is for {size} px")
-    held_out = held_out_renders(cfg.held_out, size)
+    card = getattr(pipe, "spatialgen_config", None)
+    held_out = held_out_renders(cfg.held_out, size, model_scene_config(card, max_objects=None))
     before = _scores(vae.eval(), held_out)
 
     vae.requires_grad_(False)

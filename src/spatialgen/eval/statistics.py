@@ -1,0 +1,42 @@
+"""Uncertainty of a measured rate: percentile bootstrap over prompts.
+
+Images of one prompt share its difficulty, so they are not independent draws: the unit of
+resampling is the prompt (all its seeds together), as the project's reporting rule asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def bootstrap_interval(
+    per_prompt: Sequence[float] | np.ndarray, n_resamples: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the mean of ``per_prompt`` (one value per prompt, e.g. its hit rate)."""
+    values = np.asarray(per_prompt, dtype=np.float64)
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError(f"per_prompt must be a non-empty 1-D sequence, got shape {values.shape}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(n_resamples, len(values)))].mean(axis=1)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def paired_difference_interval(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    n_resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Mean of ``b - a`` over the same prompts and its bootstrap interval: (difference, low, high)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need the same prompts, got shapes {a.shape} and {b.shape}")
+    low, high = bootstrap_interval(b - a, n_resamples, level, seed)
+    return float((b - a).mean()), low, high
