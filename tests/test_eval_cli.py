@@ -253,11 +253,16 @@ def test_train_scene_networks_from_the_cli_record_how_they_were_made(tmp_path: P
         ],
     )
     assert made.exit_code == 0, made.output
+    near = ["scenes", "make", "--out", str(tmp_path / "near"), "--n", "8", "--resolution", "32", "--workers", "1"]
+    made = runner.invoke(app, [*near, "--max-objects", "2", "--distance", "4.5", "5.5", "--region", "1.4"])
+    assert made.exit_code == 0, made.output
     args = [
         "train",
         kind,
         "--data",
         str(tmp_path / "data"),
+        "--data",
+        str(tmp_path / "near"),
         "--out",
         str(tmp_path / kind),
         "--steps",
@@ -272,7 +277,12 @@ def test_train_scene_networks_from_the_cli_record_how_they_were_made(tmp_path: P
     record = json.loads((tmp_path / kind / "held-out.json").read_text())
     assert record["training"]["steps"] == 2 and record["held_out"] == 4
     assert (
-        record["command"].startswith(f"spatialgen train {kind} --data")
+        record["command"].startswith(f"spatialgen train {kind} --data {tmp_path / 'data'} --data {tmp_path / 'near'}")
         and "--steps 2 --batch-size 4" in record["command"]
     )
+    # scored on held-out scenes of each training distribution; the first one's scores stay at the top level
+    by_data = record["held_out_by_data"]
+    assert list(by_data) == [str(tmp_path / "data"), str(tmp_path / "near")]
+    assert all(record[key] == value for key, value in by_data[str(tmp_path / "data")].items())
+    assert by_data[str(tmp_path / "near")] != by_data[str(tmp_path / "data")]
     assert (tmp_path / kind / f"{kind}.safetensors").is_file()

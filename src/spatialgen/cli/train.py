@@ -56,11 +56,28 @@ def train_base_command(
 
 
 _HELD_OUT_HELP = "Held-out scenes (sampled with --held-out-seed) to score."
+_DATA_FOLDERS_HELP = (
+    "Scene dataset folder (`spatialgen scenes make`); repeat to train on several distributions "
+    "(--max-scenes applies to each)."
+)
+
+
+def _load_labelled(data_class: type, folders: list[Path], max_scenes: int) -> object:
+    """The first ``max_scenes`` scenes of each folder, as one dataset: a network that must read several scene
+    distributions (the default world and a model's own) is trained on all of them."""
+    import dataclasses
+
+    import torch
+
+    if not folders:
+        raise ValueError("pass at least one --data folder")
+    parts = [data_class.from_shards(folder, max_scenes) for folder in folders]
+    return data_class(*(torch.cat([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(data_class)))
 
 
 def _train_scene_network(
     kind: str,
-    data: Path,
+    data: list[Path],
     out: Path,
     steps: int,
     batch_size: int,
@@ -74,6 +91,7 @@ def _train_scene_network(
     import shlex
 
     from ..fileio import atomic_write_json, ensure_writable_dir
+    from ..models.data import model_scene_config
     from ..scenes import make_sample, scene_seed
 
     if kind == "recogniser":
@@ -85,26 +103,33 @@ def _train_scene_network(
         from ..eval.scene_estimator import score_estimator as score
         from ..eval.scene_estimator import train_estimator as train
     ensure_writable_dir(out)
-    network = train(Data.from_shards(data, max_scenes), steps, batch_size, seed=seed)
+    network = train(_load_labelled(Data, data, max_scenes), steps, batch_size, seed=seed)
     network.save(out)
-    held = [make_sample(scene_seed(held_out_seed, i), network.resolution) for i in range(held_out)]
-    scores = score(network, held)
+    by_data = {}
+    for folder in data:  # held-out scenes of each training distribution
+        manifest = json.loads((folder / "manifest.json").read_text())
+        config = model_scene_config({"data": manifest["params"]}, max_objects=None)
+        held = [make_sample(scene_seed(held_out_seed, i), network.resolution, config) for i in range(held_out)]
+        by_data[str(folder)] = score(network, held)
+    scores = by_data[str(data[0])]
     record = {
         **scores,
+        "held_out_by_data": by_data,
         "held_out_seed": held_out_seed,
         "held_out": held_out,
         "training": {"steps": steps, "batch_size": batch_size, "max_scenes": max_scenes, "seed": seed},
-        "command": f"spatialgen train {kind} --data {shlex.quote(str(data))} --out {shlex.quote(str(out))} "
+        "command": f"spatialgen train {kind} {' '.join(f'--data {shlex.quote(str(d))}' for d in data)} "
+        f"--out {shlex.quote(str(out))} "
         f"--steps {steps} --batch-size {batch_size} --max-scenes {max_scenes} --seed {seed}",
     }
     atomic_write_json(out / "held-out.json", record)
-    console.print(json.dumps(scores, indent=2), highlight=False)
+    console.print(json.dumps(by_data, indent=2), highlight=False)
 
 
 @train_app.command("recogniser")
 @friendly_errors
 def train_recogniser_command(
-    data: Path = typer.Option(..., "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
+    data: list[Path] = typer.Option(..., "--data", help=_DATA_FOLDERS_HELP),
     out: Path = typer.Option(..., "--out", help="Folder for recogniser.safetensors and recogniser.json."),
     steps: int = typer.Option(1500, "--steps", help="Training steps."),
     batch_size: int = typer.Option(32, "--batch-size", help="Batch size."),
@@ -120,7 +145,7 @@ def train_recogniser_command(
 @train_app.command("estimator")
 @friendly_errors
 def train_estimator_command(
-    data: Path = typer.Option(..., "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
+    data: list[Path] = typer.Option(..., "--data", help=_DATA_FOLDERS_HELP),
     out: Path = typer.Option(..., "--out", help="Folder for estimator.safetensors and estimator.json."),
     steps: int = typer.Option(800, "--steps", help="Training steps."),
     batch_size: int = typer.Option(32, "--batch-size", help="Batch size."),
