@@ -4,8 +4,10 @@
     python benchmarks/embedded_model.py --ceiling-only   # what the recogniser and the VAE allow
 
 Held-out data come from scene-world seeds no training set uses (999 for renders, the
-evaluation seed of ``spatialgen.eval.scene_prompts`` for relational prompts). Objects are found
-by the embedded scene-world recogniser; 2D relations are scored with VISOR's rule on its boxes.
+evaluation seed of ``spatialgen.eval.scene_prompts`` for relational prompts), drawn from the
+scene distribution the model was trained on (its card's data config, capped at 3 objects).
+Objects are found by the embedded scene-world recogniser; 2D relations are scored with VISOR's
+rule on its boxes.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ import time
 import numpy as np
 import torch
 
+from spatialgen.eval.quality import scene_quality
 from spatialgen.eval.recogniser import SceneRecogniser
 from spatialgen.eval.scene_prompts import prompt_objects, relational_prompts
+from spatialgen.eval.statistics import bootstrap_interval
 from spatialgen.eval.visor import visor_scores
 from spatialgen.generate import GenerationSettings, generate_images
 from spatialgen.models import load_pipeline
+from spatialgen.models.data import model_scene_config
 from spatialgen.models.decoder_training import held_out_renders, reconstruction_mse
-from spatialgen.scenes import SceneConfig, make_sample, scene_seed
+from spatialgen.scenes import make_sample, scene_seed
 
 HELD_OUT_SEED = 999
 
@@ -50,40 +55,71 @@ def sampling_speed(pipe, steps: int, scheduler: str, batch: int = 4, repeats: in
     return (time.perf_counter() - start) / (repeats * batch)
 
 
+def image_size(pipe) -> int:
+    return pipe.unet.config.sample_size * pipe.vae_scale_factor
+
+
 def vae_reconstruction(pipe, n: int) -> dict[str, float]:
-    mse = reconstruction_mse(pipe.vae, held_out_renders(n, pipe.unet.config.sample_size * pipe.vae_scale_factor))
+    config = model_scene_config(getattr(pipe, "spatialgen_config", None), max_objects=None)
+    mse = reconstruction_mse(pipe.vae, held_out_renders(n, image_size(pipe), config))
     return {"vae_mse": mse, "vae_psnr_db": float(10 * np.log10(1 / mse)), "vae_images": n}
 
 
 def attribute_scenes(pipe, n_prompts: int):
-    """Held-out scenes of 1-3 objects; their attribute captions are the object-accuracy prompts."""
-    config = SceneConfig(min_objects=1, max_objects=3)
-    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
-    return [make_sample(scene_seed(HELD_OUT_SEED + 1, i), size, config) for i in range(n_prompts)]
+    """Held-out scenes of 1-3 objects from the model's training distribution; their attribute captions are the
+    object-accuracy prompts."""
+    config = model_scene_config(getattr(pipe, "spatialgen_config", None))
+    return [make_sample(scene_seed(HELD_OUT_SEED + 1, i), image_size(pipe), config) for i in range(n_prompts)]
 
 
-def score_objects(recogniser, images, prompts: list[str], prefix: str) -> dict[str, float]:
-    """Is every named (colour, shape) of each prompt detected in its image, and per object?"""
+def score_objects(recogniser, images, prompts: list[str], prefix: str, per_prompt: int = 1) -> dict[str, float]:
+    """Is every named (colour, shape) of each prompt detected in its image, and per object?
+
+    Images come prompt-major, ``per_prompt`` of each; the 95% intervals (``_ci``) bootstrap over prompts.
+    """
     detections = recogniser.detect(images)
-    all_found = object_hits = objects = 0
+    all_found, object_hits, objects = [], [], []
     for prompt, dets in zip(prompts, detections, strict=True):
         wanted = set(prompt_objects(prompt))
         found = {(d.colour, d.shape) for d in dets}
-        objects += len(wanted)
-        object_hits += len(wanted & found)
-        all_found += wanted <= found
+        objects.append(len(wanted))
+        object_hits.append(len(wanted & found))
+        all_found.append(float(wanted <= found))
+    by_prompt = np.asarray(all_found).reshape(-1, per_prompt).mean(axis=1)
+    hits = np.asarray(object_hits, dtype=float).reshape(-1, per_prompt).sum(axis=1)
+    named = np.asarray(objects, dtype=float).reshape(-1, per_prompt).sum(axis=1)
+    # per-object rate as a ratio of sums: resample prompts, keep each prompt's hits and objects together
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(hits), size=(2000, len(hits)))
+    ratios = hits[picks].sum(axis=1) / np.maximum(1, named[picks].sum(axis=1))
     return {
-        f"{prefix}_all_objects": 100.0 * all_found / len(prompts),
-        f"{prefix}_per_object": 100.0 * object_hits / max(1, objects),
+        f"{prefix}_all_objects": 100.0 * float(np.mean(all_found)),
+        f"{prefix}_all_objects_ci": [100.0 * v for v in bootstrap_interval(by_prompt)],
+        f"{prefix}_per_object": 100.0 * float(sum(object_hits)) / max(1, sum(objects)),
+        f"{prefix}_per_object_ci": [float(v) for v in 100.0 * np.percentile(ratios, [2.5, 97.5])],
     }
 
 
-def object_accuracy(pipe, recogniser, n_prompts: int, seeds: int, steps: int) -> dict[str, float]:
-    """Held-out attribute captions of 1-3 objects: is every named (colour, shape) detected?"""
+def object_accuracy(
+    pipe, recogniser, n_prompts: int, seeds: int, steps: int, guidance: float = 7.5
+) -> dict[str, float]:
+    """Held-out attribute captions of 1-3 objects: is every named (colour, shape) detected? And how far are
+    the images from held-out renders of the model's scene distribution (CMMD / Frechet distance in the
+    recogniser's features, as many renders as images)?"""
     prompts = [sample.captions["attributes"] for sample in attribute_scenes(pipe, n_prompts)]
-    results = generate_images(pipe, prompts, n=seeds, seed=42, settings=GenerationSettings(steps=steps))
-    scores = score_objects(recogniser, [r.image for r in results], [r.prompt for r in results], "object_accuracy")
-    return {**scores, "object_images": len(results)}
+    settings = GenerationSettings(steps=steps, guidance=guidance)
+    results = generate_images(pipe, prompts, n=seeds, seed=42, settings=settings, progress=False)
+    images = [r.image for r in results]
+    scores = score_objects(recogniser, images, [r.prompt for r in results], "object_accuracy", per_prompt=seeds)
+    config = model_scene_config(getattr(pipe, "spatialgen_config", None))
+    reference = [make_sample(scene_seed(HELD_OUT_SEED, i), image_size(pipe), config).rgb for i in range(len(images))]
+    quality = scene_quality(images, reference, recogniser)
+    return {
+        **scores,
+        "object_images": len(results),
+        "cmmd_recogniser": quality.cmmd_recogniser,
+        "frechet_recogniser": quality.frechet_recogniser,
+    }
 
 
 @torch.no_grad()
