@@ -153,3 +153,25 @@ def test_generate_refuses_bad_input_with_a_clear_message(tmp_path: Path, args: l
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_the_make_command_of_a_dataset_writes_the_same_dataset_params(tmp_path) -> None:
+    """A model card's reproduce line must rebuild its data: params -> command -> params is the identity."""
+    import json
+    import shlex
+
+    from spatialgen.cli.scenes import make_command
+
+    first = [
+        "scenes", "make", "--out", str(tmp_path / "a"), "--n", "4", "--resolution", "32", "--seed", "7",
+        "--workers", "1", "--max-objects", "3", "--distance", "4.5", "5.5", "--region", "1.4", "--floors", "grass,wood",
+    ]  # fmt: skip
+    assert runner.invoke(app, first).exit_code == 0
+    params = json.loads((tmp_path / "a" / "manifest.json").read_text())["params"]
+    command = make_command(params, out=str(tmp_path / "b"))
+    assert "--distance 4.5 5.5 --region 1.4" in command and "--min-objects" not in command
+    args = shlex.split(command)[1:]
+    assert runner.invoke(app, [*args, "--workers", "1"]).exit_code == 0
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["params"] == params
+    with pytest.raises(ValueError, match=r"no `scenes make` flag: \['ambient'\]"):
+        make_command({**params, "config": {**params["config"], "ambient": [0.1, 0.2]}})

@@ -1,6 +1,7 @@
 """Copy a trained run into the package as the embedded model (fp16), and the scene recogniser / estimator.
 
     python tools/ship_embedded.py --run runs/base --recogniser runs/recogniser --estimator runs/estimator
+    python tools/ship_embedded.py --run runs/base-v2 --measured runs/base-v2/measured.json   # card with targets
     python tools/ship_embedded.py --run runs/vae-decoder   # the base with a fine-tuned decoder (same latents)
     python tools/ship_embedded.py --infsplign-weight 300   # record the InfSplign weight the sweep chose
 
@@ -20,7 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spatialgen.cli.scenes import make_command
 from spatialgen.models.pipeline import embedded_path, load_pipeline, save_pipeline
+
+MEASURE_COMMAND = "python benchmarks/embedded_model.py --out FILE.json"
 
 PROMPTS = ["a red cube on a checkered floor", "a blue sphere to the left of a yellow cone", "two green cylinders"]
 
@@ -85,6 +89,12 @@ def main() -> None:
     parser.add_argument("--estimator", type=Path, default=None, help="a `spatialgen train estimator` folder")
     parser.add_argument("--ildm", type=Path, default=None, help="a `spatialgen train ildm` run folder")
     parser.add_argument("--infsplign-weight", type=float, default=None, help="InfSplign weight for the model card")
+    parser.add_argument(
+        "--measured", type=Path, default=None, help="`benchmarks/embedded_model.py --out` JSON of this run's model"
+    )
+    parser.add_argument(
+        "--machine", default="2-core x86-64 CPU (AMX-BF16), no GPU", help="where the run trained (for its CPU-hours)"
+    )
     args = parser.parse_args()
     if args.ildm is not None:
         ship_ildm(args.ildm)
@@ -106,12 +116,17 @@ def main() -> None:
     if config.get("data") is None and manifest.is_file():
         config["data"] = json.loads(manifest.read_text())["params"]
     config["reproduce"] = [
-        "spatialgen scenes make --out data/scenes-train --n {n} --resolution {resolution} --seed {seed}".format(
-            **config["data"]
-        ),
+        make_command(config["data"]),
         "spatialgen train base --config src/spatialgen/weights/embedded/spatialgen.json "
         "--data data/scenes-train --out runs/base",
     ]
+    seconds = config.get("training_seconds") or {}
+    if all(seconds.get(stage) for stage in ("vae", "diffusion")):
+        config["cpu_hours"] = {stage: round(value / 3600, 3) for stage, value in seconds.items()}
+        config["cpu_hours"]["total"] = round(sum(seconds.values()) / 3600, 3)
+        config["cpu_hours"]["machine"] = args.machine
+    if args.measured is not None:  # the benchmark behind the README's figures, stored with the weights it measured
+        config["measured"] = {"command": MEASURE_COMMAND, **json.loads(args.measured.read_text())}
     decoder = config.get("vae_decoder_finetune")
     if decoder is not None:  # a `train vae-decoder` run on top of the base
         config["reproduce"].append(

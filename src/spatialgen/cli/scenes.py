@@ -43,6 +43,42 @@ def _scene_config(
     return SceneConfig(**overrides).validate()
 
 
+def make_command(params: dict[str, Any], out: str = "data/scenes-train") -> str:
+    """The ``spatialgen scenes make`` command that writes a dataset with these manifest ``params`` again.
+
+    Only settings that differ from the defaults become flags, so a model card's reproduce line stays short;
+    settings the command line cannot set (lighting, sizes, caption rules) must be the defaults.
+    """
+    from ..scenes import CaptionRules, SceneConfig
+
+    config, default = params["config"], SceneConfig().to_dict()
+    settable = {"min_objects", "max_objects", "shapes", "colours", "floors", "distance", "region_half_width"}
+    fixed = sorted(k for k in config if k not in settable and _as_tuple(config[k]) != _as_tuple(default[k]))
+    if fixed or params.get("caption_rules", vars(CaptionRules())) != vars(CaptionRules()):
+        raise ValueError(f"these dataset settings have no `scenes make` flag: {fixed or ['caption_rules']}")
+    parts = [f"spatialgen scenes make --out {out} --n {params['n']} --resolution {params['resolution']}"]
+    parts.append(f"--seed {params['seed']}")
+    if params.get("shard_size", 1000) != 1000:
+        parts.append(f"--shard-size {params['shard_size']}")
+    for key, flag in (("min_objects", "--min-objects"), ("max_objects", "--max-objects")):
+        if config[key] != default[key]:
+            parts.append(f"{flag} {config[key]}")
+    for key in ("shapes", "colours", "floors"):
+        if _as_tuple(config[key]) != _as_tuple(default[key]):
+            parts.append(f"--{key} {','.join(config[key])}")
+    if _as_tuple(config["distance"]) != _as_tuple(default["distance"]):
+        parts.append("--distance {:g} {:g}".format(*config["distance"]))
+    if config["region_half_width"] != default["region_half_width"]:
+        parts.append(f"--region {config['region_half_width']:g}")
+    if not params.get("antialias", True):
+        parts.append("--no-antialias")
+    return " ".join(parts)
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
 _SHAPES_HELP = "Shapes to use (repeat or comma-separate): cube, sphere, cylinder, cone."
 _COLOURS_HELP = "Colours to use: red, green, blue, yellow, purple, cyan, gray, brown."
 _FLOORS_HELP = "Floor materials to use: checker, wood, grass, stone."
