@@ -6,15 +6,10 @@ import pytest
 from tokenizers.pre_tokenizers import ByteLevel
 from transformers import CLIPTokenizer
 
-from spatialgen.guidance.prompts import (
-    object_token_indices,
-    parse_triplet,
-    token_char_spans,
-    tokenize_triplet,
-    triplet_from_parts,
-)
+from spatialgen.guidance.prompts import object_token_indices, token_char_spans, tokenize_triplet
 from spatialgen.models import build_word_tokenizer
 from spatialgen.scenes.captions import vocabulary
+from spatialgen.triplets import parse_triplet, triplet_from_parts
 
 
 @pytest.mark.parametrize(

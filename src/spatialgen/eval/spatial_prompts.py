@@ -1,19 +1,19 @@
-"""Reading "<object A> <relation> <object B>" out of a prompt, for every benchmark's phrasing.
+"""The (A, relation, B) an evaluated image was asked for: from its record, else from its prompt.
 
 VISOR writes "a dog to the left of a cat", T2I-CompBench "a dog on the left of a cat", GenEval
 "a photo of a dog left of a cat", and the scene world "a red cube to the left of a blue sphere".
-All of them name two objects around one relation phrase; the phrase maps to one canonical
-relation (the names :mod:`spatialgen.eval.visor` and :mod:`spatialgen.eval.relations3d` use).
-Structured records (GenEval metadata, our JSONL prompt sets) are read in preference to text.
+Text is read by the project's one parser, :func:`spatialgen.triplets.parse_triplet`, the same
+that InfSplign steers with, so the scorer looks for the objects the guide moved. Structured
+records (GenEval metadata, our JSONL prompt sets) are read in preference to text.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..relations import PHRASE_PATTERN, PHRASES, RELATIONS_2D, RELATIONS_3D, RELATIONS_NEAR
+from ..relations import PHRASES, RELATIONS_2D, RELATIONS_3D, RELATIONS_NEAR
+from ..triplets import parse_triplet
 
 __all__ = [
     "PHRASES",
@@ -25,11 +25,6 @@ __all__ = [
     "spatial_prompt_of",
 ]
 
-_ARTICLE = re.compile(r"^(?:a photo of\s+)?(?:a|an|the|one)\s+", re.IGNORECASE)
-_PATTERN = re.compile(
-    r"^(?P<a>.+?)\s+(?P<phrase>" + PHRASE_PATTERN + r")\s+(?P<b>.+)$",
-    re.IGNORECASE,
-)
 # GenEval's position words in its metadata ("left of", "right of", "above", "below").
 _GENEVAL_POSITIONS = {"left of": "left of", "right of": "right of", "above": "above", "below": "below"}
 
@@ -47,20 +42,10 @@ class SpatialPrompt:
         return self.relation in RELATIONS_3D
 
 
-def _object(text: str) -> str:
-    text = text.strip().strip(".,;:!").strip()
-    return _ARTICLE.sub("", text).strip()
-
-
 def parse_spatial_prompt(prompt: str) -> SpatialPrompt | None:
-    """The (A, relation, B) a prompt states, or None when it states no single known relation."""
-    match = _PATTERN.match(prompt.strip().rstrip("."))
-    if match is None:
-        return None
-    a, b = _object(match.group("a")), _object(match.group("b"))
-    if not a or not b:
-        return None
-    return SpatialPrompt(a, PHRASES[match.group("phrase").lower()], b)
+    """The (A, relation, B) a prompt states (:func:`spatialgen.triplets.parse_triplet`), or None."""
+    triplet = parse_triplet(prompt)
+    return None if triplet is None else SpatialPrompt(triplet.a.text, triplet.relation, triplet.b.text)
 
 
 def spatial_prompt_of(record: dict[str, Any]) -> SpatialPrompt | None:

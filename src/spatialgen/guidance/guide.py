@@ -29,11 +29,12 @@ from typing import Any
 
 import torch
 
+from ..triplets import SpatialTriplet, parse_triplet
 from .capture import AttentionCapture, StopForward, resolve_layers
 from .centroids import centroids, object_maps, token_maps
 from .config import InfSplignConfig
 from .losses import displacements, orthogonal_loss, presence_loss, relation_tensors, spatial_loss
-from .prompts import SpatialTriplet, TokenizedTriplet, parse_triplet, tokenize_triplet
+from .prompts import TokenizedTriplet, tokenize_triplet
 
 logger = logging.getLogger(__name__)
 

@@ -1,10 +1,8 @@
-"""Find <A, R, B> in a prompt and the tokenizer positions of A and B (InfSplign's step 0).
+"""The tokenizer positions of a triplet's objects A and B (InfSplign's step 0).
 
-"a photo of a potted plant to the right of a clock on the table" gives A = "potted plant",
-R = "right of", B = "clock". Object phrases are cut around the relation phrase: A is what follows
-the last article or number word before the relation (so "a photo of a" falls away), B is what
-follows the relation up to the first punctuation or trailing context word ("on", "in", "with"
-...). Each object's token positions are every token whose characters overlap its phrase, so
+The triplet itself comes from the project's one prompt parser, :func:`spatialgen.triplets.parse_triplet`
+(A = "potted plant", R = "right of", B = "clock" in "a photo of a potted plant to the right of a
+clock on the table"). Each object's token positions are every token whose characters overlap its phrase, so
 multi-word objects ("traffic light") and words a BPE tokenizer splits ("skateboard" ->
 "skate", "board") are covered; :mod:`.centroids` averages their maps.
 
@@ -20,39 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..relations import RELATIONS_2D, canonical_relation, find_relations
-
-# Words that open a noun phrase; the object starts after the last of them before the relation.
-_DETERMINERS = frozenset(
-    "a an the one two three four five some this that these those his her their its my our your".split()
-)
-# Words that end object B: what follows them is context ("on the grass", "in a kitchen").
-_B_STOPWORDS = frozenset("on in at with and while which that who where near by from during".split())
-_WORD = re.compile(r"[\w'-]+")
-
-
-@dataclass(frozen=True)
-class ObjectSpan:
-    """One object phrase of the prompt: its text and ``prompt[start:end]``."""
-
-    text: str
-    start: int
-    end: int
-
-
-@dataclass(frozen=True)
-class SpatialTriplet:
-    """<A, R, B> read from a prompt: object A stands in ``relation`` (a canonical name) to object B."""
-
-    prompt: str
-    a: ObjectSpan
-    relation: str
-    b: ObjectSpan
-
-    @property
-    def is_2d(self) -> bool:
-        """Whether InfSplign's image-plane losses can guide it (left of, right of, above, below)."""
-        return self.relation in RELATIONS_2D
+from ..triplets import ObjectSpan, SpatialTriplet
 
 
 @dataclass(frozen=True)
@@ -63,35 +29,6 @@ class TokenizedTriplet:
     a_tokens: tuple[int, ...]
     b_tokens: tuple[int, ...]
     length: int  # tokens of the whole encoded prompt, start and end included, before truncation
-
-
-def parse_triplet(prompt: str) -> SpatialTriplet | None:
-    """The first <A, R, B> the prompt states, or None when no relation phrase has an object on each side."""
-    for match in find_relations(prompt):
-        a = _object_before(prompt, match.start)
-        b = _object_after(prompt, match.end)
-        if a is not None and b is not None:
-            return SpatialTriplet(prompt, a, match.relation, b)
-    return None
-
-
-def triplet_from_parts(prompt: str, a: str, relation: str, b: str) -> SpatialTriplet:
-    """A triplet from objects the caller names (they must occur in the prompt, A before B when possible)."""
-    lowered = prompt.lower()
-    a_start = _find_word_sequence(lowered, a.lower(), 0)
-    if a_start is None:
-        raise ValueError(f"object A {a!r} does not occur in the prompt {prompt!r}; name it as the prompt spells it")
-    b_start = _find_word_sequence(lowered, b.lower(), a_start + len(a))
-    if b_start is None:
-        b_start = _find_word_sequence(lowered, b.lower(), 0)
-    if b_start is None:
-        raise ValueError(f"object B {b!r} does not occur in the prompt {prompt!r}; name it as the prompt spells it")
-    return SpatialTriplet(
-        prompt,
-        ObjectSpan(prompt[a_start : a_start + len(a)], a_start, a_start + len(a)),
-        canonical_relation(relation),
-        ObjectSpan(prompt[b_start : b_start + len(b)], b_start, b_start + len(b)),
-    )
 
 
 def token_char_spans(tokenizer: Any, prompt: str) -> list[tuple[int, int] | None]:
@@ -157,40 +94,3 @@ def _indices(
     return found
 
 
-def _words(text: str, offset: int = 0) -> list[tuple[str, int, int]]:
-    return [(m.group(0).lower(), offset + m.start(), offset + m.end()) for m in _WORD.finditer(text)]
-
-
-def _object_before(prompt: str, end: int) -> ObjectSpan | None:
-    head = prompt[:end]
-    if re.search(r"[,;:.!?]\s*$", head):
-        return None  # "a cat, left of ..." names no object right before the relation
-    clause = re.split(r"[,;:.!?]", head)[-1]
-    words = _words(clause, len(head) - len(clause))
-    if not words:
-        return None
-    last_determiner = max((i for i, (w, _, _) in enumerate(words) if w in _DETERMINERS), default=-1)
-    kept = words[last_determiner + 1 :]
-    if not kept:
-        return None
-    return ObjectSpan(prompt[kept[0][1] : kept[-1][2]], kept[0][1], kept[-1][2])
-
-
-def _object_after(prompt: str, start: int) -> ObjectSpan | None:
-    clause = re.split(r"[,;:.!?]", prompt[start:])[0]
-    words = _words(clause, start)
-    while words and words[0][0] in _DETERMINERS:
-        words = words[1:]
-    kept = []
-    for word in words:
-        if word[0] in _B_STOPWORDS or find_relations(word[0]):
-            break
-        kept.append(word)
-    if not kept:
-        return None
-    return ObjectSpan(prompt[kept[0][1] : kept[-1][2]], kept[0][1], kept[-1][2])
-
-
-def _find_word_sequence(text: str, phrase: str, start: int) -> int | None:
-    match = re.compile(r"(?<![\w-])" + re.escape(" ".join(phrase.split())) + r"(?![\w-])").search(text, start)
-    return None if match is None else match.start()
