@@ -30,8 +30,7 @@ from spatialgen.models import load_pipeline
 from spatialgen.models.data import model_scene_config
 from spatialgen.models.decoder_training import held_out_renders, reconstruction_mse
 from spatialgen.scenes import make_sample, scene_seed
-
-HELD_OUT_SEED = 999
+from spatialgen.scenes.held_out import HELD_OUT_SEED
 
 
 def peak_rss_mb() -> float:

@@ -38,8 +38,7 @@ from spatialgen.logs import quiet_libraries
 from spatialgen.models import load_pipeline
 from spatialgen.scenes import make_sample, scene_seed
 from spatialgen.scenes.catalog import RELATION_PHRASES
-
-HELD_OUT_SEED = 999
+from spatialgen.scenes.held_out import HELD_OUT_SEED
 
 
 def score_folder(folder: Path, run_dir: Path) -> tuple[dict, float]:

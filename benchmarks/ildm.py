@@ -30,8 +30,6 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-HELD_OUT_SEED = 999
-
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -190,9 +188,12 @@ def consistency_and_objects(model: str, base: str, n_prompts: int, seeds: int, s
     from spatialgen.ildm.pipeline import load_ildm_pipeline
     from spatialgen.intrinsics import normal_to_unit_range
     from spatialgen.models import load_pipeline
-    from spatialgen.scenes import SceneConfig, make_sample, scene_seed
+    from spatialgen.models.data import model_scene_config
+    from spatialgen.scenes import make_sample, scene_seed
+    from spatialgen.scenes.held_out import HELD_OUT_SEED
 
-    config = SceneConfig(min_objects=1, max_objects=3)
+    base_pipe = load_pipeline(base)
+    config = model_scene_config(getattr(base_pipe, "spatialgen_config", None))  # the base's own scene distribution
     prompts = [
         make_sample(scene_seed(HELD_OUT_SEED + 1, i), 64, config).captions["attributes"] for i in range(n_prompts)
     ]
@@ -208,7 +209,7 @@ def consistency_and_objects(model: str, base: str, n_prompts: int, seeds: int, s
         return 100.0 * float(np.mean(hits))
 
     table: dict[str, dict] = {}
-    base_results = generate_images(load_pipeline(base), prompts, n=seeds, seed=42, settings=settings, progress=False)
+    base_results = generate_images(base_pipe, prompts, n=seeds, seed=42, settings=settings, progress=False)
     table["base"] = {"object_appearance": appearance(base_results)}
     pipe = load_ildm_pipeline(model)
     for schedule in ("drop", "gaussian", "none"):

@@ -34,8 +34,8 @@ from spatialgen.models.decoder_training import held_out_renders, reconstruction_
 from spatialgen.models.pipeline import build_pipeline  # noqa: E402
 from spatialgen.models.training import BaseTrainConfig, train_vae  # noqa: E402
 from spatialgen.scenes import make_sample, scene_seed  # noqa: E402
+from spatialgen.scenes.held_out import HELD_OUT_SEED  # noqa: E402
 
-HELD_OUT_SEED = 999
 VARIANTS = {
     "mse": {"vae_loss": "mse"},
     "l1_sobel": {"vae_loss": "l1_sobel"},

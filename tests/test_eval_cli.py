@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 
 from spatialgen.cli import app
 from spatialgen.eval.run_folder import read_results
+from spatialgen.relations import INVERSE_RELATION
 from spatialgen.scenes import make_sample, scene_seed
-from spatialgen.scenes.catalog import INVERSE_RELATION, RELATION_PHRASES
+from spatialgen.scenes.catalog import RELATION_PHRASES
 
 runner = CliRunner()
 

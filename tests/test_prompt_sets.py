@@ -10,8 +10,9 @@ import pytest
 
 from spatialgen.eval import prompt_sets as ps
 from spatialgen.eval.scene_prompts import EVAL_SEED, relational_prompts
+from spatialgen.relations import RELATIONS_2D, RELATIONS_3D
 from spatialgen.scenes import held_out
-from spatialgen.scenes.catalog import COLOURS, RELATIONS_2D, RELATIONS_3D, SHAPES
+from spatialgen.scenes.catalog import COLOURS, SHAPES
 
 # --------------------------------------------------------------------------------------------- class lists
 
@@ -133,7 +134,7 @@ def test_held_out_split_is_deterministic_closed_and_about_a_fifth():
     for triplets, total in ((held, len(all_2d)), (held_3d, len(all_2d) // 2)):
         assert 0.17 < len(triplets) / total < 0.23
     # a triplet and its inverse describe the same picture: same side of the split
-    from spatialgen.scenes.catalog import INVERSE_RELATION
+    from spatialgen.relations import INVERSE_RELATION
 
     for a, relation, b in all_2d[:400]:
         assert held_out.is_held_out(a, relation, b) == held_out.is_held_out(b, INVERSE_RELATION[relation], a)

@@ -8,9 +8,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from spatialgen.relations import INVERSE_RELATION
 from spatialgen.scenes import CaptionRules, choose_caption, make_sample, scene_seed, vocabulary
 from spatialgen.scenes.captions import DEFAULT_CAPTION_MIX, check_caption_mix
-from spatialgen.scenes.catalog import INVERSE_RELATION, RELATION_PHRASES
+from spatialgen.scenes.catalog import RELATION_PHRASES
 from spatialgen.scenes.sampling import Draw
 
 SAMPLES = [make_sample(scene_seed(11, i), 64) for i in range(30)]

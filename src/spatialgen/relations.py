@@ -14,6 +14,15 @@ from dataclasses import dataclass
 RELATIONS_2D = ("left of", "right of", "above", "below")
 RELATIONS_3D = ("in front of", "behind")
 RELATIONS_NEAR = ("near",)
+#: Each directional relation and its inverse ("A left of B" states the same picture as "B right of A").
+INVERSE_RELATION: dict[str, str] = {
+    "left of": "right of",
+    "right of": "left of",
+    "above": "below",
+    "below": "above",
+    "in front of": "behind",
+    "behind": "in front of",
+}
 
 #: Relation phrase -> canonical relation. Longer phrases win ("on the left of" before "left of").
 PHRASES: dict[str, str] = {

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from ..logs import console
+from ..scenes.held_out import HELD_OUT_SEED
 from .common import friendly_errors
 
 scenes_app = typer.Typer(help="The procedural scene world: make datasets, preview scenes.", no_args_is_help=True)
@@ -162,7 +163,9 @@ def scenes_preview(
 def scenes_export(
     out: Path = typer.Option(..., "--out", help="Folder for NAME.png, NAME.depth.png, ... and NAME.json."),
     n: int = typer.Option(..., "--n", help="Number of scenes."),
-    seed: int = typer.Option(999, "--seed", help="Dataset seed (999: the held-out seed no training set uses)."),
+    seed: int = typer.Option(
+        HELD_OUT_SEED, "--seed", help=f"Dataset seed ({HELD_OUT_SEED}: the held-out seed no training set uses)."
+    ),
     resolution: int = typer.Option(64, "--resolution", help="Square image size, a multiple of 8."),
 ) -> None:
     """Write scenes as images with their exact intrinsic maps and a caption sidecar, for evaluations."""

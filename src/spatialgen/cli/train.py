@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ..logs import console, quiet_libraries
+from ..scenes.held_out import HELD_OUT_SEED
 from .common import friendly_errors
 
 train_app = typer.Typer(
@@ -135,7 +136,7 @@ def train_recogniser_command(
     batch_size: int = typer.Option(32, "--batch-size", help="Batch size."),
     max_scenes: int = typer.Option(10000, "--max-scenes", help="Use only the first N scenes."),
     held_out: int = typer.Option(500, "--held-out", help=_HELD_OUT_HELP),
-    held_out_seed: int = typer.Option(999, "--held-out-seed", help="Dataset seed of the held-out scenes."),
+    held_out_seed: int = typer.Option(HELD_OUT_SEED, "--held-out-seed", help="Dataset seed of the held-out scenes."),
     seed: int = typer.Option(0, "--seed", help="Training seed."),
 ) -> None:
     """Train the scene-world object recogniser on exact labels and print its held-out accuracy."""
@@ -151,7 +152,7 @@ def train_estimator_command(
     batch_size: int = typer.Option(32, "--batch-size", help="Batch size."),
     max_scenes: int = typer.Option(10000, "--max-scenes", help="Use only the first N scenes."),
     held_out: int = typer.Option(500, "--held-out", help=_HELD_OUT_HELP),
-    held_out_seed: int = typer.Option(999, "--held-out-seed", help="Dataset seed of the held-out scenes."),
+    held_out_seed: int = typer.Option(HELD_OUT_SEED, "--held-out-seed", help="Dataset seed of the held-out scenes."),
     seed: int = typer.Option(0, "--seed", help="Training seed."),
 ) -> None:
     """Train the scene-world depth and normal estimator on exact intrinsics and print its held-out accuracy."""

@@ -40,9 +40,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..relations import RELATIONS_2D as RELATIONS  # GenEval's four positions
 from .detections import Box, ObjectDetection
 
-RELATIONS = ("left of", "right of", "above", "below")
 DETECTION_THRESHOLD = 0.3
 COUNTING_THRESHOLD = 0.9
 MAX_OBJECTS = 16

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Literal
 
 from ..fileio import atomic_write_bytes
-from ..scenes.catalog import COLOURS, RELATION_PHRASES, RELATIONS_2D, RELATIONS_3D, SHAPES
+from ..relations import RELATIONS_2D, RELATIONS_3D
+from ..scenes.catalog import COLOURS, RELATION_PHRASES, SHAPES
 from ..scenes.held_out import (
     SceneObject,
     _object,

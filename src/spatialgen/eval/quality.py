@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..scenes.held_out import HELD_OUT_SEED
 from .recogniser import SceneRecogniser
 
 #: The official CMMD kernel bandwidth and scale (google-research cmmd/distance.py).
@@ -498,10 +499,10 @@ class ClipScorer:
 # Offline stand-ins: the scene-world recogniser's feature space
 
 
-def scene_reference_images(n: int, seed: int = 999, size: int = 64) -> list[np.ndarray]:
+def scene_reference_images(n: int, seed: int = HELD_OUT_SEED, size: int = 64) -> list[np.ndarray]:
     """``n`` held-out scene-world renders (uint8 (size, size, 3)), scenes ``scene_seed(seed, i)``.
 
-    Seed 999 is kept out of training by convention, so these renders are the world's own
+    The held-out seed is kept out of training by convention, so these renders are the world's own
     distribution without being the model's training images.
     """
     from ..scenes import make_sample, scene_seed

@@ -37,9 +37,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..relations import RELATIONS_3D
 from .detections import ObjectDetection
 
-RELATIONS_3D = ("in front of", "behind")
 DEFAULT_MARGIN = 0.05
 SPREAD_PERCENTILES = (5.0, 95.0)
 DETECTION_THRESHOLD = 0.1  # as VISOR, so that one set of OWL-ViT detections serves both

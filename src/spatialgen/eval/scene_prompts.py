@@ -11,6 +11,7 @@ import random
 import re
 from dataclasses import dataclass
 
+from ..relations import RELATIONS_2D
 from ..scenes.captions import plural
 from ..scenes.catalog import COLOURS, RELATION_PHRASES, SHAPES
 
@@ -39,7 +40,7 @@ def prompt_objects(prompt: str) -> list[tuple[str, str]]:
 
 
 def relational_prompts(
-    n: int, relations: tuple[str, ...] = ("left of", "right of", "above", "below"), seed: int = EVAL_SEED
+    n: int, relations: tuple[str, ...] = RELATIONS_2D, seed: int = EVAL_SEED
 ) -> list[RelationalPrompt]:
     """``n`` prompts "a <colour> <shape> <relation phrase> a <colour> <shape>", relations in turn."""
     if n <= 0:

@@ -23,9 +23,9 @@ from ..fileio import atomic_write_json, replace_dir
 from ..intrinsics import INTRINSIC_CHANNELS, PACKED_CHANNELS
 from ..models.data import batch_generator, draw_indices
 from ..models.training import kl_divergence, open_run, resume_step, save_checkpoint
+from ..scenes.held_out import HELD_OUT_SEED
 from .intrinsic_vae import mask_intrinsics, widen_vae
 
-HELD_OUT_SEED = 999
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "data", "out")
 
 

@@ -27,11 +27,11 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from ..fileio import atomic_write_json
+from ..scenes.held_out import HELD_OUT_SEED
 from ..scenes.spec import SceneConfig
 from .data import SceneTensors, batch_generator, draw_indices, model_scene_config, to_pixels
 from .training import open_run, resume_step, save_checkpoint
 
-HELD_OUT_SEED = 999
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "data", "out")
 
 

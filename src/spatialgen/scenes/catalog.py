@@ -36,17 +36,7 @@ FLOORS: Final[dict[str, dict[str, object]]] = {
     "stone": {"a": (0.66, 0.64, 0.60), "b": (0.52, 0.50, 0.47), "phrase": "on a stone floor"},
 }
 
-# 2D relations in image space, as VISOR names them, and the 3D relations decided from depth.
-RELATIONS_2D: Final[tuple[str, ...]] = ("left of", "right of", "above", "below")
-RELATIONS_3D: Final[tuple[str, ...]] = ("in front of", "behind")
-INVERSE_RELATION: Final[dict[str, str]] = {
-    "left of": "right of",
-    "right of": "left of",
-    "above": "below",
-    "below": "above",
-    "in front of": "behind",
-    "behind": "in front of",
-}
+# The relation names themselves (2D, 3D, inverses) are defined once, in spatialgen.relations.
 # How captions phrase each relation (VISOR's templates for the 2D ones).
 RELATION_PHRASES: Final[dict[str, str]] = {
     "left of": "to the left of",

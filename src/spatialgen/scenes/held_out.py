@@ -13,9 +13,13 @@ from __future__ import annotations
 import hashlib
 import re
 
-from .catalog import COLOURS, INVERSE_RELATION, RELATION_PHRASES, SHAPES
+from ..relations import INVERSE_RELATION
+from .catalog import COLOURS, RELATION_PHRASES, SHAPES
 
 HELD_OUT_FRACTION = 0.2
+#: The dataset seed of held-out scenes: no training set is made with it, so renders of
+#: ``scene_seed(HELD_OUT_SEED, i)`` are the world's own distribution without being training images.
+HELD_OUT_SEED = 999
 _HELD_OUT_SALT = "spatialgen-scene-heldout-v1"
 
 SceneObject = tuple[str, str] | str
