@@ -22,7 +22,8 @@ from embedded_model import attribute_scenes  # noqa: E402
 
 from spatialgen.eval.recogniser import SceneRecogniser  # noqa: E402
 from spatialgen.eval.scene_prompts import prompt_objects  # noqa: E402
-from spatialgen.generate import GenerationSettings, generate_images, image_grid  # noqa: E402
+from spatialgen.generate import GenerationSettings, generate_images  # noqa: E402
+from spatialgen.image_grid import image_grid  # noqa: E402
 from spatialgen.models import load_pipeline  # noqa: E402
 
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from spatialgen.devices import check_device
 from spatialgen.models import TinySDConfig, load_pipeline, make_scheduler, save_pipeline
-from spatialgen.models.pipeline import check_device, resolve_model
+from spatialgen.models.pipeline import resolve_model
 
 from .conftest import TINY
 

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+from PIL import Image, PngImagePlugin
 from tqdm.auto import tqdm
 
 from . import __version__
 from .fileio import atomic_write_bytes, atomic_write_json, ensure_writable_dir
+from .image_grid import image_grid
 from .models.pipeline import SCHEDULERS, make_scheduler
 from .models.tokenizer import prompt_length, unknown_words
 
@@ -278,40 +279,6 @@ def intrinsic_rows(results: Sequence[GeneratedImage]) -> tuple[list[Image.Image]
             tiles.append(Image.fromarray(picture))
             captions.append(name)
     return tiles, captions
-
-
-def image_grid(
-    images: Sequence[Image.Image], captions: Sequence[str] | None = None, columns: int | None = None
-) -> Image.Image:
-    """Images in rows of ``columns`` (default: a near-square grid), each with its caption wrapped below."""
-    if not images:
-        raise ValueError("image_grid needs at least one image")
-    columns = columns or math.ceil(math.sqrt(len(images)))
-    rows = math.ceil(len(images) / columns)
-    tile = max(128, max(im.width for im in images))
-    font = ImageFont.load_default()
-    chars = max(8, tile // 6)
-    wrapped = [_wrap(c, chars) for c in (captions or [""] * len(images))]
-    text_h = 12 * max((len(w) for w in wrapped), default=0) + 4
-    pad = 4
-    canvas = Image.new("RGB", (columns * (tile + pad) + pad, rows * (tile + text_h + pad) + pad), "white")
-    draw = ImageDraw.Draw(canvas)
-    for i, (im, lines) in enumerate(zip(images, wrapped, strict=True)):
-        x, y = pad + (i % columns) * (tile + pad), pad + (i // columns) * (tile + text_h + pad)
-        canvas.paste(im.convert("RGB").resize((tile, tile), Image.NEAREST), (x, y))
-        for j, line in enumerate(lines):
-            draw.text((x, y + tile + 2 + 12 * j), line, fill="black", font=font)
-    return canvas
-
-
-def _wrap(text: str, width: int) -> list[str]:
-    lines: list[str] = []
-    for word in text.split():
-        if lines and len(lines[-1]) + 1 + len(word) <= width:
-            lines[-1] += " " + word
-        else:
-            lines.append(word)
-    return lines
 
 
 def settings_metadata(settings: GenerationSettings, model: str, size: int) -> dict[str, Any]:

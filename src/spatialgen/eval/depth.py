@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models.pipeline import check_device
+from ..devices import check_device
 from .detectors import as_pil
 
 

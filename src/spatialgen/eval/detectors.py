@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..models.pipeline import check_device
+from ..devices import check_device
 from ..scenes.catalog import SHAPES
 from .detections import ObjectDetection
 from .recogniser import COLOUR_NAMES, SceneRecogniser

@@ -265,7 +265,7 @@ def _output_embeds(output: Any, name: str) -> torch.Tensor:
 
 
 def _device(device: str | torch.device) -> torch.device:
-    from ..models.pipeline import check_device
+    from ..devices import check_device
 
     return check_device(device)
 

@@ -344,7 +344,8 @@ def load_ildm_pipeline(
     scheduler: str | None = None,
 ) -> IntrinsicLDMPipeline:
     """An I-LDM pipeline folder (``save_pretrained`` of ``IntrinsicLDMPipeline``), or the embedded one."""
-    from ..models.pipeline import check_device, make_scheduler
+    from ..devices import check_device
+    from ..models.pipeline import make_scheduler
 
     device = check_device(device)
     if str(model) == "embedded":

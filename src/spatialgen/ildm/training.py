@@ -190,7 +190,7 @@ def save_sample_grid(pipe: Any, path: Path, prompts: tuple[str, ...] = SAMPLE_PR
     """Each prompt's image beside its depth, normals, segmentation and line drawing (Drop schedule)."""
     from PIL import Image
 
-    from ..generate import image_grid
+    from ..image_grid import image_grid
 
     pipe.unet.eval()
     with torch.no_grad():

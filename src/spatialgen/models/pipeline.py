@@ -32,6 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from ..devices import check_device
 from .config import TinySDConfig, scheduler_config, text_encoder_config, unet_config, vae_config
 from .tokenizer import build_word_tokenizer
 
@@ -188,16 +189,3 @@ def _to_half(path: Path) -> None:
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     save_file(half, str(path), metadata=metadata)
-
-
-def check_device(device: str | torch.device) -> torch.device:
-    """A torch device that exists here, or a ValueError naming what does."""
-    try:
-        device = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"unknown device {str(device)!r}; use cpu, cuda, cuda:N or mps") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but PyTorch sees no CUDA GPU here; use --device cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("--device mps asked for, but MPS is not available here; use --device cpu")
-    return device

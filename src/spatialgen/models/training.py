@@ -469,7 +469,7 @@ def list_snapshots(run: Path) -> list[tuple[int, Path]]:
 
 
 def _sample_grid(pipe: StableDiffusionPipeline, ema: EMAModel, params: list, path: Path, device: torch.device) -> None:
-    from ..generate import image_grid
+    from ..image_grid import image_grid
 
     ema.store(params)
     ema.copy_to(params)
