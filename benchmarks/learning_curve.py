@@ -31,7 +31,8 @@ from embedded_model import object_accuracy  # noqa: E402
 from spatialgen.eval.recogniser import SceneRecogniser  # noqa: E402
 from spatialgen.logs import quiet_libraries  # noqa: E402
 from spatialgen.models.pipeline import build_pipeline  # noqa: E402
-from spatialgen.models.training import BaseTrainConfig, list_snapshots  # noqa: E402
+from spatialgen.models.training import BaseTrainConfig  # noqa: E402
+from spatialgen.training_harness import list_snapshots  # noqa: E402
 
 
 def snapshot_pipeline(run: Path, cfg: BaseTrainConfig, snapshot: Path):

@@ -10,8 +10,9 @@ from diffusers import DDPMScheduler
 from safetensors.torch import load_file
 
 from spatialgen.models.data import batch_generator, draw_captions
-from spatialgen.models.training import BaseTrainConfig, diffusion_loss, list_checkpoints, train_base
+from spatialgen.models.training import BaseTrainConfig, diffusion_loss, train_base
 from spatialgen.scenes import DatasetParams, make_dataset
+from spatialgen.training_harness import list_checkpoints
 
 from .conftest import TINY
 

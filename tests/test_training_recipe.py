@@ -14,15 +14,10 @@ from safetensors.torch import load_file
 from spatialgen.models import TinySDConfig
 from spatialgen.models.config import scheduler_config
 from spatialgen.models.data import model_scene_config
-from spatialgen.models.training import (
-    BaseTrainConfig,
-    list_checkpoints,
-    list_snapshots,
-    lr_lambda,
-    train_base,
-)
+from spatialgen.models.training import BaseTrainConfig, train_base
 from spatialgen.models.vae_losses import reconstruction_loss, sobel_gradients
 from spatialgen.scenes import DatasetParams, SceneConfig, make_dataset
+from spatialgen.training_harness import list_checkpoints, list_snapshots, lr_lambda
 
 from .conftest import TINY
 

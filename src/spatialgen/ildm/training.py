@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..fileio import replace_dir
 from ..models.data import SceneTensors, batch_generator, draw_captions, draw_indices
-from ..models.training import encode_dataset, open_run, resume_step, save_checkpoint
+from ..models.training import encode_dataset
 from ..scenes.captions import DEFAULT_CAPTION_MIX, check_caption_mix
+from ..training_harness import open_run, progress, resume_step, save_checkpoint
 from .adapter import lora_parameters
 from .attention import JointLayout
 from .schedules import ConstantSchedule
@@ -147,7 +147,7 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
     unet, optimizer = accelerator.prepare(unet, optimizer)
     pipe.text_encoder.to(device)
     unet.train()
-    bar = tqdm(range(start, cfg.steps), desc="I-LDM LoRA", initial=start, total=cfg.steps)
+    bar = progress("I-LDM LoRA", start, cfg.steps, accelerator.is_main_process)
     for step in bar:
         rng = batch_generator(cfg.seed + 2, step, accelerator.process_index)
         idx = draw_indices(rng, len(scenes), cfg.batch_size)

@@ -22,8 +22,9 @@ from tqdm.auto import tqdm
 from ..fileio import atomic_write_json, replace_dir
 from ..intrinsics import INTRINSIC_CHANNELS, PACKED_CHANNELS
 from ..models.data import batch_generator, draw_indices
-from ..models.training import kl_divergence, open_run, resume_step, save_checkpoint
+from ..models.vae_losses import kl_divergence
 from ..scenes.held_out import HELD_OUT_SEED
+from ..training_harness import open_run, progress, resume_step, save_checkpoint
 from .intrinsic_vae import mask_intrinsics, widen_vae
 
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "data", "out")
@@ -112,7 +113,7 @@ def train_intrinsic_vae(cfg: IntrinsicVAEConfig, resume: str | None = None, cpu:
     vae, optimizer = accelerator.prepare(vae, optimizer)
     model = accelerator.unwrap_model(vae)
     model.train()
-    bar = tqdm(range(start, cfg.steps), desc="intrinsic VAE", initial=start, total=cfg.steps)
+    bar = progress("intrinsic VAE", start, cfg.steps, accelerator.is_main_process)
     for step in bar:
         rng = batch_generator(cfg.seed, step, accelerator.process_index)
         target = uint8_to_packed(data[draw_indices(rng, len(data), cfg.batch_size)]).to(accelerator.device)

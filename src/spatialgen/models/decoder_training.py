@@ -24,13 +24,12 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from diffusers.training_utils import EMAModel
-from tqdm.auto import tqdm
 
 from ..fileio import atomic_write_json
 from ..scenes.held_out import HELD_OUT_SEED
 from ..scenes.spec import SceneConfig
+from ..training_harness import open_run, progress, resume_step, save_checkpoint
 from .data import SceneTensors, batch_generator, draw_indices, model_scene_config, to_pixels
-from .training import open_run, resume_step, save_checkpoint
 
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "data", "out")
 
@@ -133,7 +132,7 @@ def train_vae_decoder(cfg: DecoderFinetuneConfig, resume: str | None = None, cpu
     ema = EMAModel(params, decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
     start = resume_step(run, resume, {"vae": vae}, optimizer, ema)
     decode, optimizer = accelerator.prepare(_Decoding(vae), optimizer)
-    bar = tqdm(range(start, cfg.steps), desc="VAE decoder", initial=start, total=cfg.steps)
+    bar = progress("VAE decoder", start, cfg.steps, accelerator.is_main_process)
     for step in bar:
         rng = batch_generator(cfg.seed, step, accelerator.process_index)
         x = to_pixels(data.images[draw_indices(rng, len(data), cfg.batch_size)]).to(accelerator.device)

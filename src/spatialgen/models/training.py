@@ -5,8 +5,11 @@ holds:
 
 * ``config.json``: the :class:`BaseTrainConfig` (the one command that reproduces the run);
 * ``checkpoints/<stage>-<step>/``: atomic checkpoints (weights and EMA as safetensors, the
-  optimizer, the step); ``--resume latest`` continues from the newest one, drawing exactly the
-  batches an uninterrupted run would have drawn;
+  optimizer, the step, the stage's training seconds); ``--resume latest`` continues from the
+  newest one, drawing exactly the batches an uninterrupted run would have drawn (the harness:
+  :mod:`spatialgen.training_harness`);
+* ``snapshots/step-<N>/``: with ``snapshot_every``, the EMA weights every N steps (fp16), for
+  ``benchmarks/learning_curve.py``;
 * ``vae/``: the finished VAE, with its latent scaling factor measured on the data;
 * ``samples/``: sample grids from the EMA weights at every checkpoint;
 * ``pipeline/``: the finished ``StableDiffusionPipeline`` (EMA weights), loadable with
@@ -17,10 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import re
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -32,15 +32,24 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline
 from diffusers.training_utils import EMAModel
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..fileio import atomic_write_json, ensure_writable_dir, replace_dir
+from ..fileio import atomic_write_json, replace_dir
 from ..scenes.captions import DEFAULT_CAPTION_MIX, check_caption_mix
+from ..training_harness import (
+    checkpoint_seconds,
+    find_resume,
+    load_checkpoint,
+    lr_lambda,
+    open_run,
+    progress,
+    save_checkpoint,
+    save_snapshot,
+)
 from .config import TinySDConfig
 from .data import SceneTensors, batch_generator, draw_captions, draw_indices, to_pixels
 from .pipeline import build_pipeline, save_pipeline
-from .vae_losses import VAE_LOSSES, reconstruction_loss
+from .vae_losses import VAE_LOSSES, kl_divergence, reconstruction_loss
 
 logger = logging.getLogger(__name__)
 
@@ -147,98 +156,6 @@ class BaseTrainConfig:
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _checkpoint_name(stage: str, step: int) -> str:
-    return f"{stage}-{step:07d}"
-
-
-def list_checkpoints(run: Path) -> list[tuple[int, int, Path]]:
-    """(stage index, step, folder) of the complete checkpoints of a run, oldest first."""
-    found = []
-    for path in (run / "checkpoints").glob("*-*"):
-        match = re.fullmatch(r"(vae|diffusion)-(\d+)", path.name)
-        if match and (path / "state.json").is_file():
-            found.append((STAGES.index(match[1]), int(match[2]), path))
-    return sorted(found)
-
-
-def save_checkpoint(
-    run: Path,
-    stage: str,
-    step: int,
-    modules: dict[str, torch.nn.Module],
-    optimizer: Any,
-    ema: EMAModel | None,
-    keep: int,
-    seconds: float | None = None,
-) -> Path:
-    """Write a checkpoint atomically; ``seconds`` is the stage's training time so far (for CPU-hour accounting)."""
-    folder = run / "checkpoints" / _checkpoint_name(stage, step)
-    with replace_dir(folder) as tmp:
-        for name, module in modules.items():
-            save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp / f"{name}.safetensors"))
-        if ema is not None:
-            shadow = {f"{i:05d}": p.detach().contiguous() for i, p in enumerate(ema.shadow_params)}
-            save_file(shadow, str(tmp / "ema.safetensors"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        state = {"stage": stage, "step": step, "ema_step": ema.optimization_step if ema is not None else None}
-        if seconds is not None:
-            state["seconds"] = seconds
-        atomic_write_json(tmp / "state.json", state)
-    for _, _, old in list_checkpoints(run)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return folder
-
-
-def load_checkpoint(folder: Path, modules: dict[str, torch.nn.Module], optimizer: Any, ema: EMAModel | None) -> int:
-    for name, module in modules.items():
-        module.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-    state = json.loads((folder / "state.json").read_text())
-    if ema is not None:
-        shadow = load_file(str(folder / "ema.safetensors"))
-        ema.shadow_params = [shadow[f"{i:05d}"].to(p.device) for i, p in enumerate(ema.shadow_params)]
-        ema.optimization_step = state["ema_step"]
-    return int(state["step"])
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def warmup_lambda(warmup: int, start: int = 0):
-    """Linear warm-up over ``warmup`` steps, then constant; ``start`` offsets it for a resumed run."""
-    return lambda k: min(1.0, (start + k + 1) / max(1, warmup))
-
-
-def lr_lambda(schedule: str, warmup: int, total: int, start: int = 0) -> Callable[[int], float]:
-    """The learning-rate factor of step ``start + k``: linear warm-up, then constant or cosine to 0 at ``total``.
-
-    A function of the absolute step only, so a resumed run follows the uninterrupted run's curve.
-    """
-    if schedule == "constant":
-        return warmup_lambda(warmup, start)
-
-    def factor(k: int) -> float:
-        step = start + k
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
-
-
-def checkpoint_seconds(folder: Path | None) -> float:
-    """The training seconds a checkpoint records for its stage (0 for none, or one written before they were)."""
-    if folder is None:
-        return 0.0
-    return float(json.loads((folder / "state.json").read_text()).get("seconds", 0.0))
-
-
-def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(q(z|x) || N(0, I)) per element, averaged."""
-    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
-
-
 def min_snr_weights(scheduler: DDPMScheduler, timesteps: torch.Tensor, gamma: float | None) -> torch.Tensor:
     """Min-SNR-gamma loss weights (Hang et al. 2023) for the epsilon or v objective; ones if gamma is None."""
     if gamma is None:
@@ -295,11 +212,6 @@ def measure_scaling_factor(vae: AutoencoderKL, images: torch.Tensor, batch: int 
 # ----------------------------------------------------------------------------- stages
 
 
-def _progress(desc: str, start: int, total: int, accelerator: Accelerator) -> tqdm:
-    """Steps ``start .. total`` with a bar that shows the whole run (resumed runs start part-way)."""
-    return tqdm(range(start, total), desc=desc, initial=start, total=total, disable=not accelerator.is_main_process)
-
-
 class _VAEForTraining(torch.nn.Module):
     """One forward pass (encode, sample, decode) so that accelerate's DDP wrapper sees every use."""
 
@@ -324,7 +236,7 @@ def train_vae(
     )
     model, optimizer = accelerator.prepare(_VAEForTraining(vae), optimizer)
     model.train()
-    bar = _progress("VAE", start, cfg.vae_steps, accelerator)
+    bar = progress("VAE", start, cfg.vae_steps, accelerator.is_main_process)
     clock = time.perf_counter()
     for step in bar:
         rng = batch_generator(cfg.seed, step, accelerator.process_index)
@@ -403,7 +315,7 @@ def train_diffusion(
     unet, text_encoder, optimizer = accelerator.prepare(unet, text_encoder, optimizer)
     unet.train()
     text_encoder.train()
-    bar = _progress("UNet+text", start, cfg.diffusion_steps, accelerator)
+    bar = progress("UNet+text", start, cfg.diffusion_steps, accelerator.is_main_process)
     clock = time.perf_counter()
     for step in bar:
         rng = batch_generator(cfg.seed + 1, step, accelerator.process_index)
@@ -437,37 +349,6 @@ def train_diffusion(
     return pipe, seconds
 
 
-def save_snapshot(
-    run: Path, step: int, seconds: float, modules: dict[str, torch.nn.Module], ema: EMAModel, params: list
-) -> Path:
-    """Keep the EMA weights of step ``step`` (fp16) in ``snapshots/step-N/`` for a learning curve.
-
-    Unlike checkpoints, snapshots are never pruned; ``seconds`` is the diffusion stage's training time so far.
-    """
-    folder = run / "snapshots" / f"step-{step:07d}"
-    ema.store(params)
-    ema.copy_to(params)
-    try:
-        with replace_dir(folder) as tmp:
-            for name, module in modules.items():
-                weights = {k: v.detach().to(torch.float16).contiguous() for k, v in module.state_dict().items()}
-                save_file(weights, str(tmp / f"{name}.safetensors"))
-            atomic_write_json(tmp / "state.json", {"step": step, "seconds": seconds})
-    finally:
-        ema.restore(params)
-    return folder
-
-
-def list_snapshots(run: Path) -> list[tuple[int, Path]]:
-    """(step, folder) of a run's complete snapshots, in step order."""
-    found = []
-    for path in (run / "snapshots").glob("step-*"):
-        match = re.fullmatch(r"step-(\d+)", path.name)
-        if match and (path / "state.json").is_file():
-            found.append((int(match[1]), path))
-    return sorted(found)
-
-
 def _sample_grid(pipe: StableDiffusionPipeline, ema: EMAModel, params: list, path: Path, device: torch.device) -> None:
     from ..image_grid import image_grid
 
@@ -496,71 +377,11 @@ def _sample_grid(pipe: StableDiffusionPipeline, ema: EMAModel, params: list, pat
 # ----------------------------------------------------------------------------- entry point
 
 
-def open_run(out: str, config: dict[str, Any], resume: str | None, resumable: tuple[str, ...]) -> Path:
-    """Create or reopen a run folder and record ``config`` there.
-
-    A folder with checkpoints is only reopened with ``resume``, and then only with the settings
-    it was started with (those named in ``resumable`` may change).
-    """
-    run = ensure_writable_dir(out, "run folder")
-    config_path = run / "config.json"
-    if config_path.is_file() and resume is None and list_checkpoints(run):
-        raise ValueError(f"{run} already holds a run; pass --resume latest to continue it, or choose another --out")
-    if config_path.is_file() and resume is not None:
-        saved = json.loads(config_path.read_text())
-        changed = sorted(k for k in saved if saved[k] != config.get(k) and k not in resumable)
-        if changed:
-            raise ValueError(f"--resume with other settings than the run's config.json (changed: {changed})")
-    atomic_write_json(config_path, config)
-    return run
-
-
-def resume_step(
-    run: Path, resume: str | None, modules: dict[str, torch.nn.Module], optimizer: Any, ema: EMAModel | None
-) -> int:
-    """Load the checkpoint ``resume`` names (None: start afresh) and return its step; an error if there is none."""
-    checkpoint = find_resume(run, resume)
-    if resume is not None and checkpoint is None:
-        raise FileNotFoundError(f"no checkpoint to resume in {run / 'checkpoints'}")
-    return load_checkpoint(checkpoint, modules, optimizer, ema) if checkpoint is not None else 0
-
-
-def find_resume(run: Path, resume: str | None) -> Path | None:
-    """The checkpoint to resume from: None, ``"latest"`` or a checkpoint folder."""
-    if resume is None:
-        return None
-    if resume == "latest":
-        found = list_checkpoints(run)
-        return found[-1][2] if found else None
-    path = Path(resume)
-    if not (path / "state.json").is_file():
-        raise FileNotFoundError(
-            f"{resume!r} is not a checkpoint folder (no state.json); "
-            f"pass 'latest' or a folder under {run / 'checkpoints'}"
-        )
-    return path
-
-
 def train_base(cfg: BaseTrainConfig, resume: str | None = None, cpu: bool = False) -> Path:
     """Train (or resume) a base model; returns the folder of the finished pipeline."""
     cfg.validate()
-    run = ensure_writable_dir(cfg.out, "run folder")
-    config_path = run / "config.json"
-    if config_path.is_file() and resume:
-        saved = json.loads(config_path.read_text())
-        saved.setdefault("exclude_held_out", False)  # a run from before the split trained on every caption
-        current = asdict(cfg)
-        changed = sorted(
-            k for k in set(saved) | set(current) if saved.get(k) != current.get(k) and k not in RESUMABLE_CHANGES
-        )
-        if changed:
-            raise ValueError(
-                f"--resume with a different config than the run's config.json (changed: {changed}); "
-                f"pass --config {config_path} (only {', '.join(RESUMABLE_CHANGES)} may change on resume)"
-            )
-    elif config_path.is_file() and list_checkpoints(run):
-        raise ValueError(f"{run} already holds a run; pass --resume latest to continue it, or choose another --out")
-    atomic_write_json(config_path, asdict(cfg))
+    # a run from before the held-out split trained on every caption
+    run = open_run(cfg.out, asdict(cfg), resume, RESUMABLE_CHANGES, legacy_defaults={"exclude_held_out": False})
     accelerator = Accelerator(cpu=cpu, mixed_precision=cfg.mixed_precision)
     torch.manual_seed(cfg.seed)
     data = SceneTensors.from_shards(cfg.data, cfg.max_scenes, progress=accelerator.is_main_process)

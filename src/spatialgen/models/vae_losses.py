@@ -37,3 +37,8 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind: str = "
     if kind == "l1_sobel":
         return F.l1_loss(recon, target) + F.l1_loss(sobel_gradients(recon), sobel_gradients(target))
     raise ValueError(f"unknown VAE loss {kind!r}; choose one of {', '.join(VAE_LOSSES)}")
+
+
+def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per element, averaged."""
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
