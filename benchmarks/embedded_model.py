@@ -4,7 +4,7 @@
     python benchmarks/embedded_model.py --ceiling-only   # what the recogniser and the VAE allow
 
 Held-out data come from scene-world seeds no training set uses (999 for renders, the
-evaluation seed of ``spatialgen.eval.scene_prompts`` for relational prompts), drawn from the
+evaluation seed of ``spatialgen.eval.prompts.scene_prompts`` for relational prompts), drawn from the
 scene distribution the model was trained on (its card's data config, capped at 3 objects).
 Objects are found by the embedded scene-world recogniser; 2D relations are scored with VISOR's
 rule on its boxes.
@@ -20,11 +20,11 @@ import time
 import numpy as np
 import torch
 
-from spatialgen.eval.quality import scene_quality
-from spatialgen.eval.recogniser import SceneRecogniser
-from spatialgen.eval.scene_prompts import prompt_objects, relational_prompts
+from spatialgen.eval.metrics.quality import scene_quality
+from spatialgen.eval.prompts.scene_prompts import prompt_objects, relational_prompts
+from spatialgen.eval.scene.recogniser import SceneRecogniser
+from spatialgen.eval.scorers.visor import visor_scores
 from spatialgen.eval.statistics import bootstrap_interval
-from spatialgen.eval.visor import visor_scores
 from spatialgen.generate import GenerationSettings, generate_images
 from spatialgen.models import load_pipeline
 from spatialgen.models.data import model_scene_config

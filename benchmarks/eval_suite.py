@@ -23,16 +23,16 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from spatialgen.eval.depth import SceneDepth
-from spatialgen.eval.detectors import SceneDetector
-from spatialgen.eval.image_sets import collect_images
-from spatialgen.eval.prompt_sets import scene_prompt_set
-from spatialgen.eval.quality import scene_quality
-from spatialgen.eval.recogniser import SceneRecogniser
-from spatialgen.eval.recogniser_training import score_recogniser
-from spatialgen.eval.run_folder import RunFolder
-from spatialgen.eval.scene_estimator import SceneEstimator, score_estimator
-from spatialgen.eval.spatial_eval import parse_images, run_spatial, spatial_tables
+from spatialgen.eval.detection.depth import SceneDepth
+from spatialgen.eval.detection.detectors import SceneDetector
+from spatialgen.eval.metrics.quality import scene_quality
+from spatialgen.eval.prompts.prompt_sets import scene_prompt_set
+from spatialgen.eval.runs.image_sets import collect_images
+from spatialgen.eval.runs.run_folder import RunFolder
+from spatialgen.eval.runs.spatial_eval import parse_images, run_spatial, spatial_tables
+from spatialgen.eval.scene.recogniser import SceneRecogniser
+from spatialgen.eval.scene.recogniser_training import score_recogniser
+from spatialgen.eval.scene.scene_estimator import SceneEstimator, score_estimator
 from spatialgen.generate import GenerationSettings, generate_images, save_generated
 from spatialgen.logs import quiet_libraries
 from spatialgen.models import load_pipeline

@@ -20,8 +20,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from embedded_model import attribute_scenes  # noqa: E402
 
-from spatialgen.eval.recogniser import SceneRecogniser  # noqa: E402
-from spatialgen.eval.scene_prompts import prompt_objects  # noqa: E402
+from spatialgen.eval.prompts.scene_prompts import prompt_objects  # noqa: E402
+from spatialgen.eval.scene.recogniser import SceneRecogniser  # noqa: E402
 from spatialgen.generate import GenerationSettings, generate_images  # noqa: E402
 from spatialgen.image_grid import image_grid  # noqa: E402
 from spatialgen.models import load_pipeline  # noqa: E402

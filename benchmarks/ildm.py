@@ -180,10 +180,10 @@ def costs(model: str, base: str, steps: int, rounds: int) -> dict[str, dict[str,
 
 
 def consistency_and_objects(model: str, base: str, n_prompts: int, seeds: int, steps: int) -> dict[str, dict]:
-    from spatialgen.eval.intrinsic_metrics import depth_metrics, normal_metrics
-    from spatialgen.eval.recogniser import SceneRecogniser
-    from spatialgen.eval.scene_estimator import SceneEstimator
-    from spatialgen.eval.scene_prompts import prompt_objects
+    from spatialgen.eval.metrics.intrinsic_metrics import depth_metrics, normal_metrics
+    from spatialgen.eval.prompts.scene_prompts import prompt_objects
+    from spatialgen.eval.scene.recogniser import SceneRecogniser
+    from spatialgen.eval.scene.scene_estimator import SceneEstimator
     from spatialgen.generate import GenerationSettings, generate_images
     from spatialgen.ildm.pipeline import load_ildm_pipeline
     from spatialgen.intrinsics import normal_to_unit_range

@@ -36,10 +36,10 @@ from dataclasses import replace
 
 import torch
 
-from spatialgen.eval.prompt_sets import scene_prompt_set
-from spatialgen.eval.recogniser import SceneRecogniser
-from spatialgen.eval.scene_prompts import prompt_objects
-from spatialgen.eval.visor import visor_scores
+from spatialgen.eval.prompts.prompt_sets import scene_prompt_set
+from spatialgen.eval.prompts.scene_prompts import prompt_objects
+from spatialgen.eval.scene.recogniser import SceneRecogniser
+from spatialgen.eval.scorers.visor import visor_scores
 from spatialgen.guidance import InfSplignConfig, infsplign_pipeline, recommended_weight
 from spatialgen.models import TinySDConfig, build_pipeline, load_pipeline
 

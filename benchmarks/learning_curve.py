@@ -28,7 +28,7 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).parent))
 from embedded_model import object_accuracy  # noqa: E402
 
-from spatialgen.eval.recogniser import SceneRecogniser  # noqa: E402
+from spatialgen.eval.scene.recogniser import SceneRecogniser  # noqa: E402
 from spatialgen.logs import quiet_libraries  # noqa: E402
 from spatialgen.models.pipeline import build_pipeline  # noqa: E402
 from spatialgen.models.training import BaseTrainConfig  # noqa: E402

@@ -26,7 +26,7 @@ from accelerate import Accelerator
 sys.path.insert(0, str(Path(__file__).parent))
 from embedded_model import score_objects  # noqa: E402
 
-from spatialgen.eval.recogniser import SceneRecogniser  # noqa: E402
+from spatialgen.eval.scene.recogniser import SceneRecogniser  # noqa: E402
 from spatialgen.fileio import atomic_write_json  # noqa: E402
 from spatialgen.models.config import TinySDConfig  # noqa: E402
 from spatialgen.models.data import SceneTensors, model_scene_config  # noqa: E402

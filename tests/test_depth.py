@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
 
-from spatialgen.eval.depth import SceneDepth, TransformersDepth, load_depth_estimator, normalise_disparity
-from spatialgen.eval.detectors import OwlViTDetector
+from spatialgen.eval.detection.depth import SceneDepth, TransformersDepth, load_depth_estimator, normalise_disparity
+from spatialgen.eval.detection.detectors import OwlViTDetector
 from spatialgen.intrinsics import disparity_from_depth
 from spatialgen.scenes import make_sample, scene_seed
 
@@ -88,7 +88,7 @@ def test_eval_spatial_runs_with_an_owlvit_checkpoint_and_a_transformers_depth_mo
     from typer.testing import CliRunner
 
     from spatialgen.cli import app
-    from spatialgen.eval.run_folder import read_results
+    from spatialgen.eval.runs.run_folder import read_results
     from tests.test_detectors import _tiny_owl
 
     model, processor = _tiny_owl()

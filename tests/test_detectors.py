@@ -17,8 +17,8 @@ from transformers import (
     OwlViTProcessor,
 )
 
-from spatialgen.eval.detections import Detector, ObjectDetection, box_iou, by_label
-from spatialgen.eval.detectors import OwlViTDetector, SceneDetector, as_pil
+from spatialgen.eval.detection.detections import Detector, ObjectDetection, box_iou, by_label
+from spatialgen.eval.detection.detectors import OwlViTDetector, SceneDetector, as_pil
 from spatialgen.models.tokenizer import build_word_tokenizer
 from spatialgen.scenes import make_sample, scene_seed
 

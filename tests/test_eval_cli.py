@@ -15,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from spatialgen.cli import app
-from spatialgen.eval.run_folder import read_results
+from spatialgen.eval.runs.run_folder import read_results
 from spatialgen.relations import INVERSE_RELATION
 from spatialgen.scenes import make_sample, scene_seed
 from spatialgen.scenes.catalog import RELATION_PHRASES
@@ -216,8 +216,8 @@ def test_eval_prompts_writes_each_set(tmp_path: Path, name: str, suffix: str, ex
     lines = out.read_text().splitlines()
     assert len(lines) == expected
     if name == "scenes-3d":
-        from spatialgen.eval.image_sets import read_prompt_records
-        from spatialgen.eval.spatial_prompts import spatial_prompt_of
+        from spatialgen.eval.prompts.spatial_prompts import spatial_prompt_of
+        from spatialgen.eval.runs.image_sets import read_prompt_records
 
         assert {spatial_prompt_of(r).relation for r in read_prompt_records(out)} == {"in front of", "behind"}
     again = runner.invoke(app, args)
@@ -225,7 +225,7 @@ def test_eval_prompts_writes_each_set(tmp_path: Path, name: str, suffix: str, ex
 
 
 def test_eval_prompts_geneval_metadata_round_trips(tmp_path: Path) -> None:
-    from spatialgen.eval.geneval import read_metadata
+    from spatialgen.eval.scorers.geneval import read_metadata
 
     out = tmp_path / "meta.jsonl"
     result = runner.invoke(app, ["eval", "prompts", "geneval-position", "--out", str(out), "--n", "8"])

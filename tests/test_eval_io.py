@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from spatialgen.eval.detections import ObjectDetection
-from spatialgen.eval.image_sets import collect_images, read_prompt_records
-from spatialgen.eval.report import Failure, render_comparison, render_report
-from spatialgen.eval.run_folder import FinishedRunError, RunFolder, read_results
-from spatialgen.eval.spatial_prompts import SpatialPrompt, parse_spatial_prompt, spatial_prompt_of
+from spatialgen.eval.detection.detections import ObjectDetection
+from spatialgen.eval.prompts.spatial_prompts import SpatialPrompt, parse_spatial_prompt, spatial_prompt_of
+from spatialgen.eval.runs.image_sets import collect_images, read_prompt_records
+from spatialgen.eval.runs.report import Failure, render_comparison, render_report
+from spatialgen.eval.runs.run_folder import FinishedRunError, RunFolder, read_results
 
 
 def _png(path: Path) -> None:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from spatialgen.eval.detections import ObjectDetection
-from spatialgen.eval.geneval import (
+from spatialgen.eval.detection.detections import ObjectDetection
+from spatialgen.eval.scorers.geneval import (
     GenEvalResult,
     evaluate_metadata,
     filter_detections,

@@ -172,7 +172,7 @@ def test_guidance_inside_ildm_is_exact_at_weight_zero_and_steers_the_image_domai
 
 
 def test_generate_infsplign_writes_settings_triplets_and_attention_strips(tmp_path: Path) -> None:
-    from spatialgen.eval.image_sets import collect_images
+    from spatialgen.eval.runs.image_sets import collect_images
 
     out = tmp_path / "out"
     args = ["generate", PROMPTS[0], "--n", "2", "--steps", "4", "--out", str(out)]

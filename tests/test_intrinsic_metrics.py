@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from spatialgen.eval.intrinsic_metrics import (
+from spatialgen.eval.metrics.intrinsic_metrics import (
     align_depth,
     colours_to_ids,
     decode_normals,

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from spatialgen.eval.preference import (
+from spatialgen.eval.metrics.preference import (
     HPSv2Scorer,
     ImageRewardScorer,
     _load_state_dict,

@@ -8,8 +8,8 @@ from importlib import resources
 
 import pytest
 
-from spatialgen.eval import prompt_sets as ps
-from spatialgen.eval.scene_prompts import EVAL_SEED, relational_prompts
+from spatialgen.eval.prompts import prompt_sets as ps
+from spatialgen.eval.prompts.scene_prompts import EVAL_SEED, relational_prompts
 from spatialgen.relations import RELATIONS_2D, RELATIONS_3D
 from spatialgen.scenes import held_out
 from spatialgen.scenes.catalog import COLOURS, SHAPES
@@ -26,7 +26,7 @@ def test_coco_classes():
 
 
 def test_places365_official_file_and_cleaning():
-    data = resources.files("spatialgen.eval").joinpath("prompt_data", "categories_places365.txt").read_bytes()
+    data = resources.files("spatialgen.eval.prompts").joinpath("prompt_data", "categories_places365.txt").read_bytes()
     # size and MD5 of the official CSAILVision/places365 file (see prompt_data/PROVENANCE.md)
     assert len(data) == 6833 and hashlib.md5(data).hexdigest() == "06c963b85866bd0649f97cb43dd16673"
     raw = ps.places365_raw_categories()

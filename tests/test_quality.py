@@ -11,7 +11,7 @@ from PIL import Image
 from transformers import CLIPConfig, CLIPModel
 
 from spatialgen.eval import SceneRecogniser
-from spatialgen.eval.quality import (
+from spatialgen.eval.metrics.quality import (
     DEFAULT_RECOGNISER_LAYERS,
     ClipImageEmbedder,
     ClipScorer,
@@ -368,7 +368,7 @@ def test_eval_quality_cli_with_a_clip_checkpoint(tiny_clip, images, tmp_path) ->
     from typer.testing import CliRunner
 
     from spatialgen.cli import app
-    from spatialgen.eval.run_folder import read_results
+    from spatialgen.eval.runs.run_folder import read_results
 
     model, tokenizer, processor = tiny_clip
     checkpoint = tmp_path / "clip"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from spatialgen.eval.recogniser import (
+from spatialgen.eval.scene.recogniser import (
     CLASSES,
     Detection,
     RecogniserNet,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spatialgen.eval.detections import ObjectDetection
-from spatialgen.eval.relations3d import (
+from spatialgen.eval.detection.detections import ObjectDetection
+from spatialgen.eval.scorers.relations3d import (
     Relation3DVerdict,
     depth_order,
     detection_depth_order,

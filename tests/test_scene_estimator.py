@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from spatialgen.eval.recogniser import RecogniserNet
-from spatialgen.eval.scene_estimator import (
+from spatialgen.eval.scene.recogniser import RecogniserNet
+from spatialgen.eval.scene.scene_estimator import (
     IntrinsicTargets,
     SceneEstimator,
     estimator_loss,

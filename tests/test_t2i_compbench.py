@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spatialgen.eval.detections import ObjectDetection
-from spatialgen.eval.t2i_compbench import (
+from spatialgen.eval.detection.detections import ObjectDetection
+from spatialgen.eval.scorers.t2i_compbench import (
     depth_position_score,
     find_relation,
     mean_score,

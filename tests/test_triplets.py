@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spatialgen.eval.spatial_prompts import SpatialPrompt, parse_spatial_prompt
+from spatialgen.eval.prompts.spatial_prompts import SpatialPrompt, parse_spatial_prompt
 from spatialgen.triplets import parse_triplet
 
 PHRASINGS = [

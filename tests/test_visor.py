@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from spatialgen.eval.detections import ObjectDetection
-from spatialgen.eval.visor import ImageVerdict, judge_image, relation_holds, visor_scores, visor_verdict
+from spatialgen.eval.detection.detections import ObjectDetection
+from spatialgen.eval.scorers.visor import ImageVerdict, judge_image, relation_holds, visor_scores, visor_verdict
 
 
 def det(label: str, cx: float, cy: float, score: float = 0.9, half: float = 5.0) -> ObjectDetection:

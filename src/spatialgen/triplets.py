@@ -10,8 +10,8 @@ Each object keeps its character span, so guidance can map it to tokens
 (:mod:`spatialgen.guidance.prompts`) and evaluation can name it to a detector.
 
 Benchmarks whose official code reads prompts differently keep their own rule in their scorer:
-T2I-CompBench splits on its relation list (:mod:`spatialgen.eval.t2i_compbench`), GenEval reads
-its metadata (:func:`spatialgen.eval.spatial_prompts.spatial_prompt_of`). This module depends only
+T2I-CompBench splits on its relation list (:mod:`spatialgen.eval.scorers.t2i_compbench`), GenEval reads
+its metadata (:func:`spatialgen.eval.prompts.spatial_prompts.spatial_prompt_of`). This module depends only
 on :mod:`spatialgen.relations`.
 """
 

@@ -1,6 +1,6 @@
 """``spatialgen eval``: spatial benchmarks, quality, intrinsics, prompt sets and side-by-side comparisons.
 
-The commands are thin: the evaluations live in :mod:`spatialgen.eval.runners`, callable from Python.
+The commands are thin: the evaluations live in :mod:`spatialgen.eval.runs.runners`, callable from Python.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def eval_spatial(
 ) -> None:
     """Score images on VISOR, T2I-CompBench and GenEval spatial rules and our 3D relations."""
     quiet_libraries()
-    from ..eval.runners import evaluate_spatial_folder
+    from ..eval.runs.runners import evaluate_spatial_folder
 
     _done(evaluate_spatial_folder(images, out, prompts, detector, depth, device, batch_size, failures))
 
@@ -71,7 +71,7 @@ def eval_quality(
 ) -> None:
     """Image quality and text alignment: CMMD, Frechet distance, CLIP score, HPSv2, ImageReward."""
     quiet_libraries()
-    from ..eval.runners import evaluate_quality_folder
+    from ..eval.runs.runners import evaluate_quality_folder
 
     _done(
         evaluate_quality_folder(
@@ -95,7 +95,7 @@ def eval_intrinsics(
 ) -> None:
     """Intrinsic accuracy: depth AbsRel / RMSE / delta, normal angles, segmentation mIoU, line F, albedo RMS."""
     quiet_libraries()
-    from ..eval.runners import evaluate_intrinsics_folder
+    from ..eval.runs.runners import evaluate_intrinsics_folder
 
     _done(evaluate_intrinsics_folder(images, out, target, depth_align, device))
 
@@ -109,7 +109,7 @@ def eval_prompts(
     seed: int | None = typer.Option(None, "--seed", help="Seed of sampled sets (default: the evaluation seed)."),
 ) -> None:
     """Write a shipped prompt set: VISOR's SR2D, I-LDM's Multi, held-out scene-world relations, GenEval position."""
-    from ..eval.runners import write_prompt_set
+    from ..eval.runs.runners import write_prompt_set
 
     count = write_prompt_set(name, out, n, seed)
     console.print(f"{count} prompts written to {out}", highlight=False)
@@ -124,8 +124,8 @@ def eval_compare(
     """Put finished evaluations side by side, one row per run for each metric table."""
     from rich.table import Table
 
-    from ..eval.report import render_comparison
-    from ..eval.runners import compare_runs
+    from ..eval.runs.report import render_comparison
+    from ..eval.runs.runners import compare_runs
     from ..fileio import atomic_write_bytes
 
     if out is not None and out.exists():

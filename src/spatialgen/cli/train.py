@@ -96,13 +96,13 @@ def _train_scene_network(
     from ..scenes import make_sample, scene_seed
 
     if kind == "recogniser":
-        from ..eval.recogniser_training import LabelledScenes as Data
-        from ..eval.recogniser_training import score_recogniser as score
-        from ..eval.recogniser_training import train_recogniser as train
+        from ..eval.scene.recogniser_training import LabelledScenes as Data
+        from ..eval.scene.recogniser_training import score_recogniser as score
+        from ..eval.scene.recogniser_training import train_recogniser as train
     else:
-        from ..eval.scene_estimator import IntrinsicTargets as Data
-        from ..eval.scene_estimator import score_estimator as score
-        from ..eval.scene_estimator import train_estimator as train
+        from ..eval.scene.scene_estimator import IntrinsicTargets as Data
+        from ..eval.scene.scene_estimator import score_estimator as score
+        from ..eval.scene.scene_estimator import train_estimator as train
     ensure_writable_dir(out)
     network = train(_load_labelled(Data, data, max_scenes), steps, batch_size, seed=seed)
     network.save(out)

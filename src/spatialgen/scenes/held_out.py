@@ -4,7 +4,7 @@ An evaluation of spatial relations on the scene world is only honest if the trip
 for ("a red cube to the left of a blue sphere") never appeared in a training caption. The split
 is a property of the world, not of any dataset: a stable hash of the triplet decides, so every
 dataset, trainer and prompt set agrees without sharing state. Training code filters captions
-with :func:`is_held_out_caption`; :mod:`spatialgen.eval.prompt_sets` draws evaluation prompts
+with :func:`is_held_out_caption`; :mod:`spatialgen.eval.prompts.prompt_sets` draws evaluation prompts
 only from held-out triplets.
 """
 

@@ -1,7 +1,7 @@
 """Our rule for the 3D relations "in front of" / "behind", read from a depth map.
 
 ESPLoRA (papers/004) argues for evaluating depth relations from geometry but publishes no rule we
-could follow exactly, and T2I-CompBench's (:mod:`spatialgen.eval.t2i_compbench`) compares box
+could follow exactly, and T2I-CompBench's (:mod:`spatialgen.eval.scorers.t2i_compbench`) compares box
 means, which mix in background and occluders and decide on any difference, however small. Ours:
 
 * **Region.** Each object's detector mask when it has one, else the pixels of its box (those whose
@@ -37,8 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..relations import RELATIONS_3D
-from .detections import ObjectDetection
+from ...relations import RELATIONS_3D
+from ..detection.detections import ObjectDetection
 
 DEFAULT_MARGIN = 0.05
 SPREAD_PERCENTILES = (5.0, 95.0)

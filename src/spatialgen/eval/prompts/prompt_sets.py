@@ -26,17 +26,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from ..fileio import atomic_write_bytes
-from ..relations import RELATIONS_2D, RELATIONS_3D
-from ..scenes.catalog import COLOURS, RELATION_PHRASES, SHAPES
-from ..scenes.held_out import (
+from ...fileio import atomic_write_bytes
+from ...relations import RELATIONS_2D, RELATIONS_3D
+from ...scenes.catalog import COLOURS, RELATION_PHRASES, SHAPES
+from ...scenes.held_out import (
     SceneObject,
     _object,
     is_held_out,
 )
 from .scene_prompts import EVAL_SEED
 
-DATA_PACKAGE = "spatialgen.eval"
+DATA_PACKAGE = "spatialgen.eval.prompts"
 DATA_DIR = "prompt_data"
 
 # VISOR's relation phrases (create_spatial_phrases.py, RELATIONS), keyed by our relation names.

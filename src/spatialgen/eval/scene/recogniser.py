@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..scenes.catalog import COLOURS, SHAPES
+from ...scenes.catalog import COLOURS, SHAPES
 from .scene_networks import load_network_files, save_network
 
 if TYPE_CHECKING:
-    from .visor import ImageVerdict
+    from ..scorers.visor import ImageVerdict
 
 #: ((colour, shape) of A, relation, (colour, shape) of B)
 SceneTriplet = tuple[tuple[str, str], str, tuple[str, str]]
@@ -208,7 +208,7 @@ class SceneRecogniser:
         A triplet is ``((colour, shape), relation, (colour, shape))``; every detection of an object's
         colour and shape is a candidate box, and any passing pair passes (VISOR's rule).
         """
-        from .visor import judge_image
+        from ..scorers.visor import judge_image
 
         if len(images) != len(triplets) * images_per_prompt:
             raise ValueError(f"got {len(images)} images for {len(triplets)} triplets x {images_per_prompt} images")

@@ -20,12 +20,12 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import geneval, relations3d, t2i_compbench, visor
-from .depth import DepthEstimator
-from .detections import Detector, ObjectDetection
+from ..scorers import geneval, relations3d, t2i_compbench, visor
+from ..detection.depth import DepthEstimator
+from ..detection.detections import Detector, ObjectDetection
 from .image_sets import EvalImage
 from .run_folder import RunFolder
-from .spatial_prompts import RELATIONS_2D, RELATIONS_3D, SpatialPrompt, spatial_prompt_of
+from ..prompts.spatial_prompts import RELATIONS_2D, RELATIONS_3D, SpatialPrompt, spatial_prompt_of
 
 logger = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
-from ..relations import RELATIONS_2D  # VISOR's four relations
-from .detections import ObjectDetection
+from ...relations import RELATIONS_2D  # VISOR's four relations
+from ..detection.detections import ObjectDetection
 
 VISOR_THRESHOLD = 0.1  # OWL-ViT score, strictly above
 _SPELLINGS = {"to the left of": "left of", "to the right of": "right of"}

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..scenes.shards import SceneShards
-from ..scenes.world import SceneSample
+from ...scenes.shards import SceneShards
+from ...scenes.world import SceneSample
 from .recogniser import CLASSES, RecogniserNet, SceneRecogniser, augment, label_map
 from .scene_networks import fit
 

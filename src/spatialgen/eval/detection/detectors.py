@@ -1,7 +1,7 @@
 """Detector adapters: OWL-ViT / OWLv2 (the benchmarks' detector, the user's weights) and our scene-world recogniser.
 
-Both answer :class:`~spatialgen.eval.detections.Detector`'s one question, "where are these named
-objects in these images?", with :class:`~spatialgen.eval.detections.ObjectDetection` boxes in
+Both answer :class:`~spatialgen.eval.detection.detections.Detector`'s one question, "where are these named
+objects in these images?", with :class:`~spatialgen.eval.detection.detections.ObjectDetection` boxes in
 the scored image's pixels. Scorers apply their benchmark's threshold; adapters only apply a
 floor (``min_score``) so that results stay small.
 """
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..devices import check_device
-from ..scenes.catalog import SHAPES
+from ...devices import check_device
+from ...scenes.catalog import SHAPES
+from ..scene.recogniser import COLOUR_NAMES, SceneRecogniser
 from .detections import ObjectDetection
-from .recogniser import COLOUR_NAMES, SceneRecogniser
 
 #: VISOR's and T2I-CompBench's OWL-ViT text query.
 VISOR_QUERY_TEMPLATE = "a photo of a {}"

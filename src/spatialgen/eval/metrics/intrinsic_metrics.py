@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..intrinsics import SEGMENTATION_PALETTE
+from ...intrinsics import SEGMENTATION_PALETTE
 
 DepthAlign = Literal["scale_shift", "scale", "none"]
 DEPTH_ALIGN_CHOICES: tuple[str, ...] = ("scale_shift", "scale", "none")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..intrinsic_files import is_map_file
+from ...intrinsic_files import is_map_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 #: Files our own tools write beside generated images that are not samples (intrinsic maps neither).

@@ -40,8 +40,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..relations import RELATIONS_2D as RELATIONS  # GenEval's four positions
-from .detections import Box, ObjectDetection
+from ...relations import RELATIONS_2D as RELATIONS  # GenEval's four positions
+from ..detection.detections import Box, ObjectDetection
 
 DETECTION_THRESHOLD = 0.3
 COUNTING_THRESHOLD = 0.9

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..relations import PHRASES, RELATIONS_2D, RELATIONS_3D, RELATIONS_NEAR
-from ..triplets import parse_triplet
+from ...relations import PHRASES, RELATIONS_2D, RELATIONS_3D, RELATIONS_NEAR
+from ...triplets import parse_triplet
 
 __all__ = [
     "PHRASES",

@@ -1,7 +1,7 @@
 """Depth estimators for 3D-relation scoring: the scene-world estimator, or any transformers depth model.
 
 Both return one disparity map per image in the project convention (per-image normalised to
-[0, 1], near = 1) at the image's own size, which is what :mod:`spatialgen.eval.relations3d` and
+[0, 1], near = 1) at the image's own size, which is what :mod:`spatialgen.eval.scorers.relations3d` and
 T2I-CompBench's 3D rule read. T2I-CompBench uses DPT (MiDaS), whose output is already a relative
 inverse depth; Depth Anything's is too. Both are min-max normalised per image, as the official
 script does.
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..devices import check_device
+from ...devices import check_device
 from .detectors import as_pil
 
 
@@ -33,12 +33,12 @@ def normalise_disparity(raw: np.ndarray) -> np.ndarray:
 
 
 class SceneDepth:
-    """The embedded scene-world estimator (:class:`~spatialgen.eval.scene_estimator.SceneEstimator`)."""
+    """The embedded scene-world estimator (:class:`~spatialgen.eval.scene.scene_estimator.SceneEstimator`)."""
 
     name = "scenes"
 
     def __init__(self, estimator: Any | None = None) -> None:
-        from .scene_estimator import SceneEstimator
+        from ..scene.scene_estimator import SceneEstimator
 
         self.estimator = estimator if estimator is not None else SceneEstimator.load()
 
@@ -77,7 +77,7 @@ class TransformersDepth:
 def load_depth_estimator(name_or_path: str, device: str = "cpu") -> DepthEstimator:
     """``scenes`` (embedded), or a transformers depth model's path / hub id (e.g. ``Intel/dpt-large``)."""
     if name_or_path == "scenes":
-        from .scene_estimator import SceneEstimator
+        from ..scene.scene_estimator import SceneEstimator
 
         return SceneDepth(SceneEstimator.load(device=check_device(device)))
     return TransformersDepth.from_pretrained(name_or_path, device)

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..fileio import atomic_write_bytes
+from ...fileio import atomic_write_bytes
 from .image_sets import collect_images, list_images
 from .run_folder import REPORT, RunFolder, read_results
 
@@ -67,9 +67,9 @@ def evaluate_spatial_folder(
     ``detector``: "scenes", "owlvit" or an OWL-ViT path / hub id; ``depth``: "scenes", a
     transformers depth model, or "none" (3D relations then go unscored).
     """
-    from .depth import load_depth_estimator
-    from .detections import ObjectDetection
-    from .detectors import load_detector
+    from ..detection.depth import load_depth_estimator
+    from ..detection.detections import ObjectDetection
+    from ..detection.detectors import load_detector
     from .report import Failure
     from .spatial_eval import failure_note, failure_rank, parse_images, run_spatial, spatial_tables
 
@@ -114,7 +114,7 @@ def evaluate_quality_folder(
     device: str = "cpu",
 ) -> EvalOutcome:
     """Distribution distances to a reference set, and prompt alignment / preference scores when asked."""
-    from .quality import ClipImageEmbedder, ClipScorer, compare_image_sets, scene_reference_images
+    from ..metrics.quality import ClipImageEmbedder, ClipScorer, compare_image_sets, scene_reference_images
 
     images = Path(images)
     files = list_images(images) if images.is_dir() else []
@@ -149,7 +149,7 @@ def evaluate_quality_folder(
         if clip_score:
             alignment["clip_score"] = ClipScorer.from_pretrained(clip_score, device=device).score(paths, texts).mean
         if hps:
-            from .preference import HPSv2Scorer
+            from ..metrics.preference import HPSv2Scorer
 
             from_file = Path(hps).is_file()
             scorer = HPSv2Scorer.from_pretrained(
@@ -157,7 +157,7 @@ def evaluate_quality_folder(
             )
             alignment["hpsv2"] = float(np.mean(scorer.score(paths, texts)))
         if imagereward:
-            from .preference import ImageRewardScorer
+            from ..metrics.preference import ImageRewardScorer
 
             alignment["imagereward"] = float(
                 np.mean(ImageRewardScorer.from_pretrained(imagereward, device=device).score(paths, texts))
@@ -179,9 +179,9 @@ def evaluate_intrinsics_folder(
     ``target="estimated"`` measures consistency: the scene estimator's depth and normals of each
     image stand in for truth (what I-LDM's co-generated intrinsics should agree with).
     """
-    from ..intrinsic_files import load_maps, map_path
-    from ..intrinsics import normal_to_unit_range
-    from .intrinsic_metrics import intrinsic_scores
+    from ...intrinsic_files import load_maps, map_path
+    from ...intrinsics import normal_to_unit_range
+    from ..metrics.intrinsic_metrics import intrinsic_scores
 
     images = Path(images)
     if depth_align not in ("scale_shift", "scale", "none"):
@@ -191,7 +191,7 @@ def evaluate_intrinsics_folder(
         raise ValueError(f"no image under {str(images)!r} has intrinsic maps beside it (NAME.depth.png, ...)")
     estimator = None
     if target == "estimated":
-        from .scene_estimator import SceneEstimator
+        from ..scene.scene_estimator import SceneEstimator
 
         estimator = SceneEstimator.load(device=device)
     elif not Path(target).is_dir():
@@ -238,8 +238,8 @@ def write_prompt_set(name: str, out: str | os.PathLike[str], n: int | None = Non
     """
     import json
 
-    from . import prompt_sets as ps
-    from .geneval import position_metadata
+    from ..prompts import prompt_sets as ps
+    from ..scorers.geneval import position_metadata
 
     out = Path(out)
     if out.exists():

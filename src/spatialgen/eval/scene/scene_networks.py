@@ -1,6 +1,6 @@
 """What the scene-world recogniser and estimator share: their weight files and their training loop.
 
-Both are small per-pixel networks (:class:`~spatialgen.eval.recogniser.RecogniserNet`) trained on
+Both are small per-pixel networks (:class:`~spatialgen.eval.scene.recogniser.RecogniserNet`) trained on
 exact scene-world ground truth and shipped as ``NAME.safetensors`` + ``NAME.json``.
 """
 
@@ -22,7 +22,7 @@ def save_network(folder: str | os.PathLike[str], name: str, net: torch.nn.Module
     """Write ``name.safetensors`` and ``name.json`` atomically into ``folder``."""
     from safetensors.torch import save as save_bytes
 
-    from ..fileio import atomic_write_bytes, atomic_write_json
+    from ...fileio import atomic_write_bytes, atomic_write_json
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

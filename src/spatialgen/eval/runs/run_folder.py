@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_write_json, ensure_writable_dir
+from ...fileio import atomic_write_json, ensure_writable_dir
 
 SETTINGS = "settings.json"
 RECORDS = "records.jsonl"

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..intrinsics import disparity_from_depth
+from ...intrinsics import disparity_from_depth
 from .recogniser import RecogniserNet, augment, to_tensor
 from .scene_networks import fit, load_network_files, save_network
 
@@ -123,7 +123,7 @@ class IntrinsicTargets:
 
     @classmethod
     def from_shards(cls, root: str | os.PathLike[str], limit: int | None = None) -> IntrinsicTargets:
-        from ..scenes.shards import SceneShards
+        from ...scenes.shards import SceneShards
 
         shards = SceneShards(root)
         n = len(shards) if limit is None else min(limit, len(shards))
@@ -164,7 +164,7 @@ def score_estimator(estimator: SceneEstimator, samples: Sequence[Any]) -> dict[s
     image, so a good estimator needs no alignment); ``depth_*`` after the per-image scale-and-shift
     alignment that papers report.
     """
-    from .intrinsic_metrics import depth_metrics, normal_metrics
+    from ..metrics.intrinsic_metrics import depth_metrics, normal_metrics
 
     targets = IntrinsicTargets.from_samples(samples)
     predicted = estimator.estimate(targets.images)

@@ -132,7 +132,7 @@ class HPSv2Scorer:
         ``score``'s default) or "v2.1".
         """
         open_clip = require("open_clip", "hps", "HPSv2 scoring")
-        from ..devices import check_device
+        from ...devices import check_device
 
         target = check_device(device)
         if checkpoint is None:
@@ -241,7 +241,7 @@ class ImageRewardScorer:
     ) -> ImageRewardScorer:
         """``ImageReward.load(name_or_path)``: a released name ("ImageReward-v1.0") or a local ``.pt``."""
         reward = require("ImageReward", "imagereward", "ImageReward scoring")
-        from ..devices import check_device
+        from ...devices import check_device
 
         model = reward.load(name_or_path, device=str(check_device(device)), download_root=download_root)
         return cls(model)

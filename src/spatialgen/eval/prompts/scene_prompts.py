@@ -11,9 +11,9 @@ import random
 import re
 from dataclasses import dataclass
 
-from ..relations import RELATIONS_2D
-from ..scenes.captions import plural
-from ..scenes.catalog import COLOURS, RELATION_PHRASES, SHAPES
+from ...relations import RELATIONS_2D
+from ...scenes.captions import plural
+from ...scenes.catalog import COLOURS, RELATION_PHRASES, SHAPES
 
 EVAL_SEED = 20261123
 _OBJECT = re.compile(

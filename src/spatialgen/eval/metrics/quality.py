@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..scenes.held_out import HELD_OUT_SEED
-from .recogniser import SceneRecogniser
+from ...scenes.held_out import HELD_OUT_SEED
+from ..scene.recogniser import SceneRecogniser
 
 #: The official CMMD kernel bandwidth and scale (google-research cmmd/distance.py).
 CMMD_SIGMA = 10.0
@@ -265,7 +265,7 @@ def _output_embeds(output: Any, name: str) -> torch.Tensor:
 
 
 def _device(device: str | torch.device) -> torch.device:
-    from ..devices import check_device
+    from ...devices import check_device
 
     return check_device(device)
 
@@ -505,7 +505,7 @@ def scene_reference_images(n: int, seed: int = HELD_OUT_SEED, size: int = 64) ->
     The held-out seed is kept out of training by convention, so these renders are the world's own
     distribution without being the model's training images.
     """
-    from ..scenes import make_sample, scene_seed
+    from ...scenes import make_sample, scene_seed
 
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .detections import Box, ObjectDetection, box_iou
+from ..detection.detections import Box, ObjectDetection, box_iou
 
 SPATIAL_VOCABULARY = (
     "on side of",
