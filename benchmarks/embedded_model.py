@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from spatialgen.eval.metrics.quality import scene_quality
+from spatialgen.eval.metrics.statistics import bootstrap_interval
 from spatialgen.eval.prompts.scene_prompts import prompt_objects, relational_prompts
 from spatialgen.eval.scene.recogniser import SceneRecogniser
 from spatialgen.eval.scorers.visor import visor_scores
-from spatialgen.eval.statistics import bootstrap_interval
 from spatialgen.generate import GenerationSettings, generate_images
 from spatialgen.models import load_pipeline
 from spatialgen.models.data import model_scene_config

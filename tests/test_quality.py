@@ -11,22 +11,23 @@ from PIL import Image
 from transformers import CLIPConfig, CLIPModel
 
 from spatialgen.eval import SceneRecogniser
-from spatialgen.eval.metrics.quality import (
-    DEFAULT_RECOGNISER_LAYERS,
-    ClipImageEmbedder,
-    ClipScorer,
-    centre_crop_resize,
+from spatialgen.eval.metrics.clip import ClipImageEmbedder, ClipScorer
+from spatialgen.eval.metrics.distances import (
     cmmd,
-    compare_image_sets,
     feature_statistics,
     frechet_distance,
     frechet_distance_from_stats,
-    image_paths,
     mmd_rbf,
+)
+from spatialgen.eval.metrics.images import centre_crop_resize
+from spatialgen.eval.metrics.quality import (
+    DEFAULT_RECOGNISER_LAYERS,
+    compare_image_sets,
     recogniser_features,
     scene_quality,
     scene_reference_images,
 )
+from spatialgen.eval.runs.image_sets import list_images
 from spatialgen.models.tokenizer import build_word_tokenizer
 from spatialgen.scenes import make_sample, scene_seed
 
@@ -342,23 +343,15 @@ def test_compare_image_sets_from_folders(tiny_clip, recogniser, tmp_path) -> Non
         Image.fromarray(rgb).save(tmp_path / f"{i}.png")
     Image.fromarray(scene_reference_images(1, seed=4)[0]).save(tmp_path / "z.JPG")
     (tmp_path / "notes.txt").write_text("not an image")
-    paths = image_paths(tmp_path)
+    paths = list_images(tmp_path)
     assert [p.name for p in paths] == ["0.png", "1.png", "2.png", "3.png", "z.JPG"]
-    assert len(image_paths(tmp_path, max_count=2)) == 2
     report = compare_image_sets(paths, scene_reference_images(6), ClipImageEmbedder(model), recogniser)
     assert (report.n_images, report.n_reference) == (5, 6)
     assert all(v is not None and v > 0 for v in (report.cmmd_clip, report.cmmd_recogniser, report.frechet_recogniser))
     assert set(report.to_dict()) >= {"cmmd_clip", "cmmd_recogniser", "frechet_recogniser"}
-    with pytest.raises(ValueError, match="no .png"):
-        image_paths(_empty(tmp_path))
-    with pytest.raises(FileNotFoundError):
-        image_paths(tmp_path / "missing")
+    with pytest.raises(ValueError, match="both sets need images; got 0 images"):
+        compare_image_sets([], scene_reference_images(2), recogniser=recogniser)
 
-
-def _empty(root):
-    folder = root / "empty"
-    folder.mkdir()
-    return folder
 
 
 def test_eval_quality_cli_with_a_clip_checkpoint(tiny_clip, images, tmp_path) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spatialgen.eval.statistics import bootstrap_interval, paired_difference_interval
+from spatialgen.eval.metrics.statistics import bootstrap_interval, paired_difference_interval
 
 
 def test_a_constant_rate_has_a_degenerate_interval_and_a_spread_one_brackets_its_mean() -> None:

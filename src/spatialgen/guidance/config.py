@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .losses import LOSSES
@@ -45,7 +44,6 @@ class InfSplignConfig:
     refinement_iterations: int = 20
     record_maps: bool = False
     strict: bool = False
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def validate(self) -> InfSplignConfig:
         if self.loss not in LOSSES:
@@ -77,9 +75,6 @@ class InfSplignConfig:
     @property
     def resolved_margin(self) -> float:
         return LOSS_DEFAULTS[self.loss][1] if self.margin is None else float(self.margin)
-
-    def with_layers(self, layers: Sequence[str] | None) -> InfSplignConfig:
-        return replace(self, layers=None if layers is None else tuple(layers))
 
     def guided_steps(self, steps: int) -> int:
         """How many of the first denoising steps get the spatial gradient (at least one when the fraction > 0)."""

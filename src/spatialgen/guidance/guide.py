@@ -66,9 +66,6 @@ class GuidanceTrace:
     steps: list[StepRecord] = field(default_factory=list)
     refinement_passes: int = 0
 
-    def final_delta(self) -> torch.Tensor | None:
-        return None if not self.steps else self.steps[-1].delta
-
 
 class SpatialGuide:
     """InfSplign for one batch of prompts: parsed triplets, token weights and the guided step."""

@@ -38,7 +38,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .quality import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ImageLike, as_rgb_image
+from .clip import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from .images import ImageLike, as_rgb_image
 
 #: The official HPSv2 checkpoints on the Hugging Face hub (hpsv2/utils.py ``hps_version_map``).
 HPS_REPO = "xswu/HPSv2"

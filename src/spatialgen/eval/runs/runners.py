@@ -114,7 +114,8 @@ def evaluate_quality_folder(
     device: str = "cpu",
 ) -> EvalOutcome:
     """Distribution distances to a reference set, and prompt alignment / preference scores when asked."""
-    from ..metrics.quality import ClipImageEmbedder, ClipScorer, compare_image_sets, scene_reference_images
+    from ..metrics.clip import ClipImageEmbedder, ClipScorer
+    from ..metrics.quality import compare_image_sets, scene_reference_images
 
     images = Path(images)
     files = list_images(images) if images.is_dir() else []
