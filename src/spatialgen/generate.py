@@ -23,12 +23,14 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .fileio import atomic_write_bytes, atomic_write_json, ensure_writable_dir
+from .generators import Generator, as_generator
 from .image_grid import image_grid
 from .models.pipeline import SCHEDULERS, make_scheduler
 from .models.tokenizer import prompt_length, unknown_words
 
 logger = logging.getLogger(__name__)
 
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
 ATTENTION_SUFFIX = ".attention.png"  # InfSplign's attention strip beside an image (not a sample)
 
 
@@ -47,6 +49,8 @@ class GenerationSettings:
             raise ValueError(f"--guidance must be a finite number >= 0 (1 or less turns CFG off), got {self.guidance}")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"unknown --scheduler {self.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+        if self.size is not None and self.size <= 0:
+            raise ValueError(f"--size must be a positive number of pixels (omit it: native size), got {self.size}")
         return self
 
 
@@ -59,6 +63,15 @@ class GeneratedImage:
     intrinsics: dict[str, Any] | None = None  # I-LDM: depth, normal, segmentation, lines (C, H, W) in [0, 1]
     details: dict[str, Any] | None = None  # per-image metadata (InfSplign: the triplet and its measured Delta)
     attention: Image.Image | None = None  # InfSplign's attention strip, with save_attention
+
+    @property
+    def has_intrinsics(self) -> bool:
+        return self.intrinsics is not None
+
+    @property
+    def has_guidance(self) -> bool:
+        """Whether InfSplign ran on this image (``details["infsplign"]`` says what it guided, or None)."""
+        return self.details is not None and "infsplign" in self.details
 
 
 def size_multiple(pipe: Any) -> int:
@@ -78,6 +91,45 @@ def check_size(pipe: Any, size: int) -> int:
             f"(its native size is {native_size(pipe)})"
         )
     return size
+
+
+#: Float tensors of the decoder's widest level alive at once during a VAE decode (a measured upper bound
+#: for diffusers' AutoencoderKL: input, output and skip activations of a resnet block and its norm).
+_DECODE_LIVE_TENSORS = 6
+
+
+def decode_memory_bytes(pipe: Any, size: int, batch_size: int) -> int:
+    """An estimate of the peak memory of decoding ``batch_size`` images of ``size`` px: the VAE decoder's
+    activations, level by level (channels x pixels), which grow with the image area and dominate at large sizes."""
+    channels = list(pipe.vae.config.block_out_channels)
+    element = torch.finfo(pipe.vae.dtype).bits // 8
+    per_image = sum(c * (size // 2**level) ** 2 for level, c in enumerate(channels))
+    return _DECODE_LIVE_TENSORS * element * per_image * batch_size
+
+
+def available_memory_bytes(device: torch.device) -> int | None:
+    """Free memory of ``device`` (CUDA: what the driver reports; CPU: the kernel's MemAvailable), None if unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_memory(pipe: Any, size: int, batch_size: int) -> None:
+    """Refuse, before sampling, an image size whose decode would not fit in the device's free memory."""
+    needed = decode_memory_bytes(pipe, size, batch_size)
+    free = available_memory_bytes(torch.device(pipe._execution_device))
+    if free is not None and needed > free:
+        raise ValueError(
+            f"--size {size} at --batch-size {batch_size} would need about {needed / 2**30:.1f} GiB to decode, "
+            f"more than the {free / 2**30:.1f} GiB free here; use a smaller --size or --batch-size"
+        )
 
 
 def check_prompts(pipe: Any, prompts: Sequence[str], strict: bool = False) -> None:
@@ -117,7 +169,7 @@ def read_prompt_file(path: str | os.PathLike[str]) -> list[str]:
 
 @torch.no_grad()
 def generate_images(
-    pipe: Any,
+    generator: Generator | Any,
     prompts: Sequence[str],
     n: int = 1,
     seed: int = 0,
@@ -131,18 +183,24 @@ def generate_images(
 ) -> list[GeneratedImage]:
     """``n`` images per prompt; image k of a prompt uses seed ``seed + k``.
 
-    With an I-LDM pipeline each result also carries its co-generated intrinsics, sampled with
-    ``schedule`` (a name or a schedule; None: the pipeline's default). ``spatial_guidance`` (an
-    :class:`~spatialgen.guidance.InfSplignConfig`) turns InfSplign on, for an
-    :class:`~spatialgen.guidance.InfSplignPipeline` or an I-LDM pipeline; each result then says
-    which triplet was guided and, with ``save_attention``, carries its attention strip.
+    ``generator`` is a :class:`~spatialgen.generators.Generator` (:func:`~spatialgen.generators.load_generator`)
+    or a pipeline, wrapped by its type with ``schedule`` and ``spatial_guidance``
+    (:func:`~spatialgen.generators.as_generator`). With an I-LDM method each result also carries
+    its co-generated intrinsics; with an InfSplign method it says which triplet was guided and,
+    with ``save_attention``, carries its attention strip.
     """
+    generator = as_generator(generator, schedule, spatial_guidance)
+    pipe = generator.pipe
     settings = (settings or GenerationSettings()).validate()
     if n <= 0:
         raise ValueError(f"--n must be a positive number of images per prompt, got {n}")
     if batch_size <= 0:
         raise ValueError(f"--batch-size must be positive, got {batch_size}")
+    if not 0 <= seed <= MAX_SEED - (n - 1):
+        limit = MAX_SEED - (n - 1)
+        raise ValueError(f"--seed must be an integer from 0 to {limit} (image k uses seed + k), got {seed}")
     size = check_size(pipe, settings.size or native_size(pipe))
+    check_memory(pipe, size, min(batch_size, n * len(prompts)))
     check_prompts(pipe, prompts, strict)
     pipe.scheduler = make_scheduler(settings.scheduler, pipe.scheduler.config)  # cheap: a config and a few arrays
     jobs = [(prompt, seed + k) for prompt in prompts for k in range(n)]
@@ -152,9 +210,6 @@ def generate_images(
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start : start + batch_size]
             generators = [torch.Generator(device).manual_seed(s) for _, s in chunk]
-            extra: dict[str, Any] = {"schedule": schedule} if hasattr(pipe, "cross_domain") else {}
-            if spatial_guidance is not None:
-                extra["spatial_guidance"] = replace(spatial_guidance, record_maps=save_attention)
             result = pipe(
                 [p for p, _ in chunk],
                 height=size,
@@ -164,16 +219,17 @@ def generate_images(
                 negative_prompt=[settings.negative_prompt] * len(chunk) if settings.negative_prompt else None,
                 generator=generators,
                 output_type="pil",
-                **extra,
+                **generator.call_kwargs(save_attention),
             )
             maps = [None] * len(chunk)
-            if "schedule" in extra:
+            if generator.co_generates_intrinsics:
                 fields = ("depth", "normal", "segmentation", "lines")
                 maps = [
                     {f: getattr(result.intrinsics, f)[k].float().cpu().numpy() for f in fields}
                     for k in range(len(chunk))
                 ]
-            details, strips = _guidance_outputs(getattr(result, "trace", None), len(chunk), save_attention)
+            trace = result.trace if generator.guided else None
+            details, strips = _guidance_outputs(trace, len(chunk), save_attention)
             out.extend(
                 GeneratedImage(p, s, im, intrinsics=m, details=d, attention=a)
                 for (p, s), im, m, d, a in zip(chunk, result.images, maps, details, strips, strict=True)

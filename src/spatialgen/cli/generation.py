@@ -9,8 +9,6 @@ import typer
 from ..logs import console, quiet_libraries
 from .common import friendly_errors
 
-METHODS = ("sd", "ildm", "infsplign", "ildm+infsplign")
-
 
 @friendly_errors
 def generate(
@@ -69,7 +67,7 @@ def generate(
         save_generated,
         settings_metadata,
     )
-    from ..models import load_pipeline
+    from ..generators import METHODS, load_generator
 
     if (prompt is None) == (prompts is None):
         raise ValueError("give either a PROMPT argument or --prompts FILE (exactly one)")
@@ -79,9 +77,7 @@ def generate(
         raise ValueError("--half needs --device cuda: float16 on the CPU is slow and inexact")
     if method not in METHODS:
         raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-    ildm, guided = method.startswith("ildm"), method.endswith("infsplign")
-    if schedule is not None and not ildm:
-        raise ValueError("--schedule applies to --method ildm and ildm+infsplign only")
+    guided = method.endswith("infsplign")
     if save_attention and not guided:
         raise ValueError("--save-attention shows InfSplign's maps: use it with --method infsplign or ildm+infsplign")
     config = None
@@ -98,42 +94,26 @@ def generate(
             orthogonal_p=orthogonal_p,
             presence=presence,
             strict=strict,
-        ).validate()  # a clear error for a wrong knob before any loading
-    dtype = torch.float16 if half else torch.float32
-    if ildm:
-        from ..ildm.pipeline import load_ildm_pipeline
-        from ..ildm.schedules import make_schedule
-
-        if schedule is not None:
-            make_schedule(schedule)  # a clear error for a wrong name before any work
-        pipe = load_ildm_pipeline(model, device, dtype, scheduler)
-    else:
-        pipe = load_pipeline(model, device, dtype, scheduler)
-    if config is not None:
-        from dataclasses import replace
-
-        from ..guidance import infsplign_pipeline, recommended_weight
-
-        config = replace(config, weight=recommended_weight(pipe) if weight is None else weight).validate()
-        if not ildm:
-            pipe = infsplign_pipeline(pipe)
-    results = generate_images(
-        pipe,
-        prompt_list,
-        n,
-        seed,
-        settings,
-        batch_size,
-        strict,
+        )
+    generator = load_generator(
+        method,
+        model,
+        device,
+        torch.float16 if half else torch.float32,
+        scheduler,
         schedule=schedule,
         spatial_guidance=config,
-        save_attention=save_attention,
+        guidance_weight=weight,
     )
+    results = generate_images(
+        generator, prompt_list, n, seed, settings, batch_size, strict, save_attention=save_attention
+    )
+    pipe = generator.pipe
     metadata = settings_metadata(settings, model, settings.size or native_size(pipe))
     metadata["method"] = method
-    if ildm:
+    if generator.co_generates_intrinsics:
         metadata["schedule"] = schedule or "default"
-    if config is not None:
-        metadata["infsplign_settings"] = config.to_dict()
+    if generator.spatial_guidance is not None:
+        metadata["infsplign_settings"] = generator.spatial_guidance.to_dict()
     saved = save_generated(results, out, metadata)
     console.print(f"wrote {len(saved)} image(s) and grid.png to {out}", highlight=False)
