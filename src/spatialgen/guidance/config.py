@@ -86,7 +86,6 @@ class InfSplignConfig:
     def to_dict(self) -> dict[str, Any]:
         """The settings as written beside generated images (alpha and margin resolved)."""
         out = asdict(self)
-        out.pop("extra")
         out.pop("record_maps")
         out["alpha"], out["margin"] = self.resolved_alpha, self.resolved_margin
         out["layers"] = None if self.layers is None else list(self.layers)

@@ -285,3 +285,40 @@ def eps_to_model_output(offset: torch.Tensor, scheduler: Any, t: Any) -> torch.T
     if kind == "sample":
         return -math.sqrt(1.0 - alpha_bar) / math.sqrt(alpha_bar) * offset
     raise ValueError(f"InfSplign cannot guide a model with prediction_type {kind!r}")
+
+
+# ------------------------------------------------------------------------------------------ pipeline glue
+# What every guided pipeline (InfSplignPipeline, IntrinsicLDMPipeline) does around SpatialGuide.step, in one place.
+
+
+def guide_for_call(
+    config: InfSplignConfig | None,
+    unet: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    images_per_prompt: int,
+    sequence_length: int,
+    device: torch.device,
+    triplets: Sequence[SpatialTriplet | None] | None = None,
+) -> tuple[SpatialGuide | None, list[str]]:
+    """The guide of one pipeline call (None without ``config``) and the attention layers to capture.
+
+    ``prompts`` holds one entry per image row (already repeated ``images_per_prompt`` times);
+    ``triplets``, one per prompt as the caller gave them, are repeated here the same way.
+    """
+    if config is None:
+        return None, []
+    per_row = None if triplets is None else [x for x in triplets for _ in range(images_per_prompt)]
+    guide = SpatialGuide(config, unet, tokenizer, prompts, sequence_length, device, per_row)
+    return guide, (guide.layers if guide.active else [])
+
+
+def combine_guidance(noise: torch.Tensor, scale: float | None, offset: torch.Tensor | None = None) -> torch.Tensor:
+    """The noise prediction a guided sampler steps with: classifier-free guidance over the ``[uncond, cond]``
+    halves of ``noise`` (``scale`` None: no CFG, ``noise`` is the conditional branch), then InfSplign's
+    ``offset`` (``w * dL/dz_t``, None outside the guided steps). Written once so that every pipeline keeps
+    diffusers' arithmetic exactly (weight 0 reproduces the unguided pipeline bit for bit)."""
+    if scale is not None:
+        uncond, cond = noise.chunk(2)
+        noise = uncond + scale * (cond - uncond)
+    return noise if offset is None else noise + offset

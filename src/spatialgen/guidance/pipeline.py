@@ -22,7 +22,7 @@ from diffusers.utils import BaseOutput
 
 from .capture import capturing
 from .config import InfSplignConfig
-from .guide import GuidanceTrace, SpatialGuide
+from .guide import GuidanceTrace, combine_guidance, guide_for_call
 from .prompts import SpatialTriplet
 
 
@@ -87,15 +87,11 @@ class InfSplignPipeline(StableDiffusionPipeline):
         )
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
 
-        guide = None
-        if spatial_guidance is not None:
-            expanded = [p for p in prompt for _ in range(num_images_per_prompt)]
-            expanded_triplets = (
-                None if triplets is None else [t for t in triplets for _ in range(num_images_per_prompt)]
-            )
-            guide = SpatialGuide(
-                spatial_guidance, self.unet, self.tokenizer, expanded, cond_embeds.shape[1], device, expanded_triplets
-            )
+        rows = [p for p in prompt for _ in range(num_images_per_prompt)]
+        guide, layers = guide_for_call(
+            spatial_guidance, self.unet, self.tokenizer, rows, num_images_per_prompt, cond_embeds.shape[1], device,
+            triplets,
+        )  # fmt: skip
 
         def forward_cond(x: torch.Tensor) -> Any:
             # The conditional branch at the loop's current t (read when the guide calls it).
@@ -107,7 +103,6 @@ class InfSplignPipeline(StableDiffusionPipeline):
                 return_dict=False,
             )
 
-        layers = guide.layers if guide is not None and guide.active else []
         with capturing(self.unet, layers) as capture, self.progress_bar(total=len(timesteps)) as bar:
             for i, t in enumerate(timesteps):
                 offset = None
@@ -122,11 +117,7 @@ class InfSplignPipeline(StableDiffusionPipeline):
                     cross_attention_kwargs=cross_attention_kwargs,
                     return_dict=False,
                 )[0]
-                if cfg:
-                    noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
-                    noise_pred = noise_pred_uncond + guidance_scale * (noise_pred_text - noise_pred_uncond)
-                if offset is not None:
-                    noise_pred = noise_pred + offset
+                noise_pred = combine_guidance(noise_pred, guidance_scale if cfg else None, offset)
                 latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
                 if callback_on_step_end is not None:
                     outputs = callback_on_step_end(self, i, t, {"latents": latents})

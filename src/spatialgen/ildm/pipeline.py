@@ -36,9 +36,9 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ..guidance.capture import capturing
 from ..guidance.config import InfSplignConfig
-from ..guidance.guide import GuidanceTrace, SpatialGuide
-from ..guidance.prompts import SpatialTriplet
+from ..guidance.guide import GuidanceTrace, combine_guidance, guide_for_call
 from ..intrinsics import Intrinsics
+from ..triplets import SpatialTriplet
 from .adapter import install_cross_domain, load_intrinsic_lora, save_intrinsic_lora
 from .attention import CrossDomainState, JointLayout
 from .intrinsic_vae import decode_intrinsics
@@ -253,11 +253,9 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
         state.layout = joint_layout
         joint_text = torch.cat([text, text])
         cond_text = text[len(prompts) :] if cfg else text
-        guide, capture_layers = None, []
-        if spatial_guidance is not None:
-            expanded = None if triplets is None else [x for x in triplets for _ in range(num_images_per_prompt)]
-            guide = SpatialGuide(spatial_guidance, self.unet, self.tokenizer, prompts, text.shape[1], device, expanded)
-            capture_layers = guide.layers if guide.active else []
+        guide, capture_layers = guide_for_call(
+            spatial_guidance, self.unet, self.tokenizer, prompts, num_images_per_prompt, text.shape[1], device, triplets
+        )
         guide_layout = JointLayout.stacked(len(prompts), device=device)
 
         def forward_cond(x: torch.Tensor) -> Any:
@@ -288,11 +286,9 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
                     )
                     noise = self.unet(joint, t, encoder_hidden_states=joint_text).sample
                     noise_image, noise_intrinsic = noise[:per_domain], noise[per_domain:]
-                    if cfg:
-                        noise_image = _guide(noise_image, guidance_scale)
-                        noise_intrinsic = _guide(noise_intrinsic, guidance_scale)
-                    if offset is not None:
-                        noise_image = noise_image + offset
+                    scale = guidance_scale if cfg else None
+                    noise_image = combine_guidance(noise_image, scale, offset)
+                    noise_intrinsic = combine_guidance(noise_intrinsic, scale)
                     latents = self.scheduler.step(noise_image, t, latents, **image_kwargs).prev_sample
                     intrinsic = intrinsic_scheduler.step(noise_intrinsic, t, intrinsic, **intrinsic_kwargs).prev_sample
                     if callback_on_step_end is not None:
@@ -315,11 +311,6 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
         return IntrinsicLDMPipelineOutput(
             images=images, intrinsics=intrinsics, intrinsic_latents=intrinsic, trace=trace
         )
-
-
-def _guide(noise: torch.Tensor, scale: float) -> torch.Tensor:
-    uncond, cond = noise.chunk(2)  # within one domain: [uncond, cond], as encode_prompt orders them
-    return uncond + scale * (cond - uncond)
 
 
 def _base_unet(unet: UNet2DConditionModel) -> UNet2DConditionModel:
