@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from spatialgen.eval.detection.detections import ObjectDetection
@@ -99,6 +100,9 @@ def test_detection_threshold_is_strict() -> None:
     assert not geneval_verdict([cat, dog], position_record()).correct
     dog_above = det("dog", (100.0, 0.0, 110.0, 10.0), score=0.3001)
     assert geneval_verdict([cat, dog_above], position_record()).correct
+    # numpy float32 as in the official script: float32(0.3) is above the float 0.3 but not above float32(0.3)
+    dog_at_float32 = det("dog", (100.0, 0.0, 110.0, 10.0), score=float(np.float32(0.3)))
+    assert dog_at_float32.score > 0.3 and not geneval_verdict([cat, dog_at_float32], position_record()).correct
 
 
 def test_only_the_top_count_objects_are_checked() -> None:

@@ -202,3 +202,20 @@ def test_3d_image_score_with_overlap() -> None:
     a = ObjectDetection("cat", (0.0, 0.0, 10.0, 10.0), 0.8)
     b = ObjectDetection("dog", (0.0, 0.0, 10.0, 4.0), 0.6)
     assert spatial_3d_score([a, b], "cat", "dog", "in front of", RAMP) == pytest.approx(0.2 + 0.15 + 0.4)
+
+
+def test_two_zero_area_boxes_count_as_not_overlapping_where_the_official_code_divides_by_zero() -> None:
+    point_a, point_b = (10.0, 10.0, 10.0, 10.0), (40.0, 10.0, 40.0, 10.0)  # A left of B, both of zero area
+    assert position_score("on the left of", point_a, point_b) == 1.0  # IoU taken as 0, not nan
+    assert position_score("on the right of", point_a, point_b) == 0.0
+
+
+def test_detection_scores_compare_in_float32_as_detectron2_does() -> None:
+    at = float(np.float32(0.5))  # exactly 0.5 in float32 too: never above the threshold
+    next_up = float(np.nextafter(np.float32(0.5), np.float32(1)))
+    a, b = box_at(100, 100), box_at(300, 100)
+    missing = spatial_score([ObjectDetection("cat", a, at), ObjectDetection("dog", b, 0.9)], "cat", "dog",
+                            "on the left of", FRAME)  # fmt: skip
+    found = spatial_score([ObjectDetection("cat", a, next_up), ObjectDetection("dog", b, 0.9)], "cat", "dog",
+                          "on the left of", FRAME)  # fmt: skip
+    assert missing == 0.0 and found > 0.5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from spatialgen.eval.detection.detections import ObjectDetection
@@ -50,6 +51,16 @@ def test_threshold_is_strict() -> None:
     assert (at.a_present, at.both_present, at.passed) == (False, False, False)
     above = visor_verdict([det("cat", 20, 50, score=0.1001), b], "cat", "dog", "left of")
     assert (above.a_present, above.both_present, above.passed) == (True, True, True)
+
+
+def test_scores_compare_in_float32_as_the_official_torch_code_does() -> None:
+    # OWL-ViT's scores are float32: float32(0.1) = 0.10000000149 exceeds the float 0.1 but not float32(0.1)
+    at_float32 = float(np.float32(0.1))
+    assert at_float32 > 0.1
+    verdict = visor_verdict([det("cat", 20, 50, score=at_float32), det("dog", 80, 50)], "cat", "dog", "left of")
+    assert not verdict.a_present
+    next_up = float(np.nextafter(np.float32(0.1), np.float32(1)))
+    assert visor_verdict([det("cat", 20, 50, score=next_up), det("dog", 80, 50)], "cat", "dog", "left of").passed
 
 
 def test_any_pair_may_pass() -> None:

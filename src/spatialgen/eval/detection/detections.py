@@ -63,6 +63,16 @@ class ObjectDetection:
         return cls(str(data["label"]), tuple(float(v) for v in data["box"]), float(data["score"]))  # type: ignore[arg-type]
 
 
+def above_threshold(score: float, threshold: float) -> bool:
+    """``score > threshold`` as the official scripts compute it: both in float32 (torch / numpy tensors).
+
+    A score stored as float32 exactly at the threshold's float32 value (``float32(0.1)`` is
+    0.10000000149...) passes a float64 comparison with 0.1 but fails the official one; comparing
+    in float32 reproduces the official verdict on every score.
+    """
+    return bool(np.float32(score) > np.float32(threshold))
+
+
 def box_iou(a: Box, b: Box) -> float:
     """Intersection over union of two (x0, y0, x1, y1) boxes; 0 when both are empty."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))

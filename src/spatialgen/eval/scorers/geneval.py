@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...relations import RELATIONS_2D as RELATIONS  # GenEval's four positions
-from ..detection.detections import Box, ObjectDetection
+from ..detection.detections import Box, ObjectDetection, above_threshold
 
 DETECTION_THRESHOLD = 0.3
 COUNTING_THRESHOLD = 0.9
@@ -97,7 +97,7 @@ def filter_detections(
     cut = counting_threshold if tag == "counting" else threshold
     kept: dict[str, list[ObjectDetection]] = {}
     for det in sorted(detections, key=lambda d: -d.score):
-        if det.score > cut:
+        if above_threshold(det.score, cut):
             kept.setdefault(det.label, []).append(det)
     out = {}
     for label, dets in kept.items():

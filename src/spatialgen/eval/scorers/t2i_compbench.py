@@ -16,13 +16,17 @@ the prompt at the relation phrase and drops the leading article, which gives the
 the official prompt files ("a giraffe next to a lamp"); :func:`official_object_name` is the person
 mapping, for detectors with UniDet's closed vocabulary. Of each object only the detection with the
 best score counts (detectron2 returns detections best first and the script takes ``obj.index``).
-Detections count when their score is above 0.5 (UniDet's ``SCORE_THRESH_TEST``; strict ``>``).
+Detections count when their score is above 0.5 (UniDet's ``SCORE_THRESH_TEST``; strict ``>``,
+compared in float32 as detectron2 does).
 
 **Position score** (2D, A relative to B): with dx, dy = centre_B - centre_A,
 
 * near types (next to, on side of, near): 1 if |dx| < 150 or |dy| < 150, else 150 / max(|dx|, |dy|);
 * on the left of: dx > 0 and |dx| > |dy| (right of: dx < 0; on the top of: dy > 0 and |dy| > |dx|;
-  on the bottom of: dy < 0), then 1 if IoU < 0.1 else 0.1 / IoU; otherwise 0.
+  on the bottom of: dy < 0), then 1 if IoU < 0.1 else 0.1 / IoU; otherwise 0. When both chosen
+  boxes have zero area the official script divides 0 by 0 (IoU = nan, so its score is nan and
+  poisons the mean); we take IoU = 0 there (:func:`~spatialgen.eval.detection.detections.box_iou`),
+  so two degenerate boxes count as not overlapping.
 
 **Image score** = 0.25 * score_A + 0.25 * score_B + 0.5 * position (detector scores); with only one
 object found 0.25 * its score; with none 0. In 2D a score below 0.5 becomes 0 (so an image needs
@@ -58,7 +62,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..detection.detections import Box, ObjectDetection, box_iou
+from ..detection.detections import Box, ObjectDetection, above_threshold, box_iou
 
 SPATIAL_VOCABULARY = (
     "on side of",
@@ -192,7 +196,7 @@ def position_score(relation: str, box_a: Box, box_b: Box) -> float:
 
 
 def _best(detections: Sequence[ObjectDetection], name: str, threshold: float) -> ObjectDetection | None:
-    found = [d for d in detections if d.label == name and d.score > threshold]
+    found = [d for d in detections if d.label == name and above_threshold(d.score, threshold)]
     return max(found, key=lambda d: d.score) if found else None
 
 

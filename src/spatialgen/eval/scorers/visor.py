@@ -28,7 +28,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 from ...relations import RELATIONS_2D  # VISOR's four relations
-from ..detection.detections import ObjectDetection
+from ..detection.detections import ObjectDetection, above_threshold
 
 VISOR_THRESHOLD = 0.1  # OWL-ViT score, strictly above
 _SPELLINGS = {"to the left of": "left of", "to the right of": "right of"}
@@ -94,7 +94,7 @@ def visor_verdict(
 
     Detections of other names are ignored; the threshold is strict (``score > threshold``).
     """
-    kept = [d for d in detections if d.score > threshold]
+    kept = [d for d in detections if above_threshold(d.score, threshold)]
     centres_a = [d.centre for d in kept if d.label == a]
     centres_b = [d.centre for d in kept if d.label == b]
     return judge_image(prompt_id, centres_a, centres_b, relation)
