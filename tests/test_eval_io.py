@@ -11,7 +11,7 @@ from PIL import Image
 from spatialgen.eval.detection.detections import ObjectDetection
 from spatialgen.eval.prompts.spatial_prompts import SpatialPrompt, parse_spatial_prompt, spatial_prompt_of
 from spatialgen.eval.runs.image_sets import collect_images, read_prompt_records
-from spatialgen.eval.runs.report import Failure, render_comparison, render_report
+from spatialgen.eval.runs.report import Failure, chart_groups, render_comparison, render_report
 from spatialgen.eval.runs.run_folder import FinishedRunError, RunFolder, read_results
 
 
@@ -132,5 +132,14 @@ def test_report_is_self_contained_html_with_tables_charts_and_failures() -> None
     assert page.startswith("<!doctype html>") and "Spatial &lt;eval&gt;" in page
     assert page.count("data:image/png;base64,") == 2  # one chart, one failure; nothing linked from outside
     assert "62.5" in page and "cat not found" in page and "src='http" not in page
+    # counts and scores get a chart each; a kind whose values are all 0 gets a sentence, not an empty axis
+    mixed = render_report("t", {"VISOR": {"OA": 62.5, "VISOR_cond": 40.0, "images": 256, "prompts": 64}})
+    assert mixed.count("data:image/png;base64,") == 2 and "VISOR: scores chart" in mixed and "VISOR: counts" in mixed
+    zero = render_report("t", {"VISOR": {"OA": 0.0, "VISOR_cond": 0.0, "images": 8}})
+    assert zero.count("data:image/png;base64,") == 1 and "VISOR: scores: every value is 0" in zero
+    assert chart_groups({"OA": 1.5, "images": 8, "passed": True, "name": "x"}) == {
+        "scores": {"OA": 1.5},
+        "counts": {"images": 8.0},
+    }
     both = render_comparison({"base": {"VISOR": {"OA": 10.0}}, "lora": {"VISOR": {"OA": 20.0}}})
     assert both.index("base") < both.index("lora") and "<th>OA</th>" in both

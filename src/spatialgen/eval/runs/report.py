@@ -76,6 +76,18 @@ def bar_chart(values: Mapping[str, float], title: str) -> Image.Image:
     return Image.open(buffer).convert("RGB")
 
 
+def chart_groups(values: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """A table's numbers split by kind, one chart each: ``counts`` (integers: images, prompts, objects) and
+    ``scores`` (every other number), so a count of 256 images never flattens scores in [0, 100] beside it.
+    Booleans are neither; a kind with no values is left out."""
+    groups: dict[str, dict[str, float]] = {"scores": {}, "counts": {}}
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        groups["counts" if isinstance(value, int) else "scores"][key] = float(value)
+    return {kind: group for kind, group in groups.items() if group}
+
+
 def _format(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.1f}"
@@ -117,9 +129,12 @@ def render_report(
     for name, values in tables.items():
         parts.append(f"<h2>{html.escape(name)}</h2>")
         parts.append(table_html({name: values}))
-        numeric = {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
-        if charts and numeric:
-            parts.append(f"<img alt='{html.escape(name)} chart' src='{png_data_uri(bar_chart(numeric, name))}'>")
+        for kind, numbers in (chart_groups(values) if charts else {}).items():
+            label = f"{name}: {kind}"
+            if not any(numbers.values()):  # an empty axis says nothing a sentence would not
+                parts.append(f"<p class='meta'>{html.escape(label)}: every value is 0</p>")
+                continue
+            parts.append(f"<img alt='{html.escape(label)} chart' src='{png_data_uri(bar_chart(numbers, label))}'>")
     if failures:
         parts.append(f"<h2>Worst failures ({len(failures)})</h2><div class='fails'>")
         for fail in failures:
