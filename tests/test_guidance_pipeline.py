@@ -1,4 +1,7 @@
-"""InfSplign in pipelines: exact at weight 0, moves centroids when on, per-row, early stop, I-LDM and CLI."""
+"""InfSplign in InfSplignPipeline: exact at weight 0, moves centroids when on, per-row, early stop, the CLI.
+
+(Guidance inside I-LDM is tested with the I-LDM pipeline, in test_ildm_pipeline.py.)
+"""
 
 from __future__ import annotations
 
@@ -151,24 +154,6 @@ def test_default_layers_are_the_first_six_decoder_cross_attentions_of_an_sd_layo
     assert resolve_layers(unet, ["up_blocks.3"]) == [x.replace("up_blocks.2", "up_blocks.3") for x in layers[3:]]
     with pytest.raises(ValueError, match="choose names or prefixes of: down_blocks.0"):
         resolve_layers(unet, ["up_blocks.9"])
-
-
-def test_guidance_inside_ildm_is_exact_at_weight_zero_and_steers_the_image_domain() -> None:
-    from spatialgen.ildm.intrinsic_vae import widen_vae
-    from spatialgen.ildm.pipeline import IntrinsicLDMPipeline
-
-    torch.manual_seed(0)
-    base = build_pipeline(TINY)
-    pipe = IntrinsicLDMPipeline.from_base(base, widen_vae(base.vae), rank=4)
-    pipe.set_progress_bar_config(disable=True)
-    plain = _sample(pipe)
-    zero = _sample(pipe, spatial_guidance=InfSplignConfig(weight=0.0, guide_fraction=0.5))
-    assert np.array_equal(zero.images, plain.images)
-    assert torch.equal(zero.intrinsic_latents, plain.intrinsic_latents)
-    guided = _sample(pipe, spatial_guidance=InfSplignConfig(weight=300.0, guide_fraction=0.5))
-    assert not np.array_equal(guided.images, plain.images)
-    assert guided.trace is not None and len(guided.trace.steps) == 3
-    assert pipe.cross_domain.layout is None  # the joint layout is cleared after sampling
 
 
 def test_generate_infsplign_writes_settings_triplets_and_attention_strips(tmp_path: Path) -> None:

@@ -141,3 +141,25 @@ def test_the_embedded_ildm_co_generates_offline(tmp_path: Path) -> None:
     assert out.images.shape == (1, 64, 64, 3)
     assert out.intrinsics.depth.shape == (1, 1, 64, 64) and out.intrinsics.lines.shape == (1, 1, 64, 64)
     assert pipe.spatialgen_config["training"]["rank"] == 32  # the shipped recipe travels with it
+
+
+def test_guidance_inside_ildm_is_exact_at_weight_zero_and_steers_the_image_domain() -> None:
+    from spatialgen.guidance import InfSplignConfig
+
+    torch.manual_seed(0)
+    base = build_pipeline(TINY)
+    pipe = IntrinsicLDMPipeline.from_base(base, widen_vae(base.vae), rank=4)
+    pipe.set_progress_bar_config(disable=True)
+    def _sample(**kwargs):
+        prompts = ["a red cube to the left of a blue sphere", "a green cone above a yellow cylinder"]
+        generators = [torch.Generator().manual_seed(3 + k) for k in range(len(prompts))]
+        return pipe(prompts, num_inference_steps=6, generator=generators, output_type="np", **kwargs)
+
+    plain = _sample()
+    zero = _sample(spatial_guidance=InfSplignConfig(weight=0.0, guide_fraction=0.5))
+    assert np.array_equal(zero.images, plain.images)
+    assert torch.equal(zero.intrinsic_latents, plain.intrinsic_latents)
+    guided = _sample(spatial_guidance=InfSplignConfig(weight=300.0, guide_fraction=0.5))
+    assert not np.array_equal(guided.images, plain.images)
+    assert guided.trace is not None and len(guided.trace.steps) == 3
+    assert pipe.cross_domain.layout is None  # the joint layout is cleared after sampling
