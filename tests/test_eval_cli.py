@@ -287,3 +287,12 @@ def test_train_scene_networks_from_the_cli_record_how_they_were_made(tmp_path: P
     assert all(record[key] == value for key, value in by_data[str(tmp_path / "data")].items())
     assert by_data[str(tmp_path / "near")] != by_data[str(tmp_path / "data")]
     assert (tmp_path / kind / f"{kind}.safetensors").is_file()
+    # --config reproduces a run (flags given override it); unset flags take the config dataclass's defaults
+    again = runner.invoke(
+        app, ["train", kind, "--config", str(tmp_path / kind / "config.json"), "--out", str(tmp_path / "again")]
+    )
+    assert again.exit_code == 0, again.output
+    first, second = (json.loads((tmp_path / f / "config.json").read_text()) for f in (kind, "again"))
+    assert {**first, "out": second["out"]} == second and second["steps"] == 2
+    missing = runner.invoke(app, ["train", kind])
+    assert missing.exit_code != 0 and "pass --data, --out (or --config RUN/config.json)" in missing.output

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import typer
 
+# The config dataclasses whose field defaults are the CLI's defaults. Importing them loads the trainers'
+# modules (torch, diffusers), which every `train` command needs anyway.
 from ..logs import console, quiet_libraries
-from ..scenes.held_out import HELD_OUT_SEED
 from .common import friendly_errors
 
 train_app = typer.Typer(
@@ -57,6 +60,45 @@ def train_base_command(
 
 
 _HELD_OUT_HELP = "Held-out scenes (sampled with --held-out-seed) to score."
+_CONFIG_HELP = (
+    "A run's config.json to reproduce or resume (flags given override it). Unset flags take the defaults of "
+    "the command's config dataclass (written to RUN/config.json)."
+)
+_RESUME_HELP = "'latest' or a checkpoint folder."
+_CPU_HELP = "Train on the CPU even if a GPU is present."
+
+
+def build_config(config_class: type, config: Path | None, **flags: Any) -> Any:
+    """The training config of a ``train`` subcommand: ``--config`` (a run's ``config.json``) when given, with
+    every flag the user set overriding it; otherwise the flags, each unset one taking the dataclass default."""
+    import json
+
+    def plain(value: Any) -> Any:  # paths as the JSON config stores them
+        return (
+            [plain(v) for v in value] if isinstance(value, list) else str(value) if isinstance(value, Path) else value
+        )
+
+    overrides = {k: plain(v) for k, v in flags.items() if v is not None and v != []}
+    known = {f.name for f in dataclasses.fields(config_class)}
+    if config is not None:
+        if not config.is_file():
+            raise FileNotFoundError(f"--config {str(config)!r} does not exist")
+        data = json.loads(config.read_text())
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"--config {str(config)!r} has settings {unknown} that this command does not know")
+        return config_class(**{**data, **overrides}).validate()
+    required = [
+        f.name
+        for f in dataclasses.fields(config_class)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in overrides
+    ]
+    if required:
+        flags_needed = ", ".join("--" + name.replace("_", "-") for name in required)
+        raise ValueError(f"pass {flags_needed} (or --config RUN/config.json)")
+    return config_class(**overrides).validate()
+
+
 _DATA_FOLDERS_HELP = (
     "Scene dataset folder (`spatialgen scenes make`); repeat to train on several distributions "
     "(--max-scenes applies to each)."
@@ -66,7 +108,6 @@ _DATA_FOLDERS_HELP = (
 def _load_labelled(data_class: type, folders: list[Path], max_scenes: int) -> object:
     """The first ``max_scenes`` scenes of each folder, as one dataset: a network that must read several scene
     distributions (the default world and a model's own) is trained on all of them."""
-    import dataclasses
 
     import torch
 
@@ -76,18 +117,9 @@ def _load_labelled(data_class: type, folders: list[Path], max_scenes: int) -> ob
     return data_class(*(torch.cat([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(data_class)))
 
 
-def _train_scene_network(
-    kind: str,
-    data: list[Path],
-    out: Path,
-    steps: int,
-    batch_size: int,
-    max_scenes: int,
-    held_out: int,
-    held_out_seed: int,
-    seed: int,
-) -> None:
-    """Train the recogniser or estimator, save it, score it on held-out renders and record how it was made."""
+def _train_scene_network(kind: str, config: Path | None, **flags: Any) -> None:
+    """Train the recogniser or estimator, save it, score it on held-out renders of each training distribution,
+    and record how it was made (``config.json`` and ``held-out.json`` in ``--out``)."""
     import json
     import shlex
 
@@ -99,29 +131,34 @@ def _train_scene_network(
         from ..eval.scene.recogniser_training import LabelledScenes as Data
         from ..eval.scene.recogniser_training import score_recogniser as score
         from ..eval.scene.recogniser_training import train_recogniser as train
+        from ..eval.scene.scene_networks import RecogniserTrainConfig as Config
     else:
         from ..eval.scene.scene_estimator import IntrinsicTargets as Data
         from ..eval.scene.scene_estimator import score_estimator as score
         from ..eval.scene.scene_estimator import train_estimator as train
-    ensure_writable_dir(out)
-    network = train(_load_labelled(Data, data, max_scenes), steps, batch_size, seed=seed)
+        from ..eval.scene.scene_networks import EstimatorTrainConfig as Config
+    cfg = build_config(Config, config, **flags)
+    out, folders = ensure_writable_dir(cfg.out), [Path(d) for d in cfg.data]
+    atomic_write_json(out / "config.json", dataclasses.asdict(cfg))
+    network = train(_load_labelled(Data, folders, cfg.max_scenes), cfg.steps, cfg.batch_size, seed=cfg.seed)
     network.save(out)
     by_data = {}
-    for folder in data:  # held-out scenes of each training distribution
+    for folder in folders:  # held-out scenes of each training distribution
         manifest = json.loads((folder / "manifest.json").read_text())
-        config = model_scene_config({"data": manifest["params"]}, max_objects=None)
-        held = [make_sample(scene_seed(held_out_seed, i), network.resolution, config) for i in range(held_out)]
+        scene_config = model_scene_config({"data": manifest["params"]}, max_objects=None)
+        held = [
+            make_sample(scene_seed(cfg.held_out_seed, i), network.resolution, scene_config) for i in range(cfg.held_out)
+        ]
         by_data[str(folder)] = score(network, held)
-    scores = by_data[str(data[0])]
     record = {
-        **scores,
+        **by_data[str(folders[0])],
         "held_out_by_data": by_data,
-        "held_out_seed": held_out_seed,
-        "held_out": held_out,
-        "training": {"steps": steps, "batch_size": batch_size, "max_scenes": max_scenes, "seed": seed},
-        "command": f"spatialgen train {kind} {' '.join(f'--data {shlex.quote(str(d))}' for d in data)} "
+        "held_out_seed": cfg.held_out_seed,
+        "held_out": cfg.held_out,
+        "training": {"steps": cfg.steps, "batch_size": cfg.batch_size, "max_scenes": cfg.max_scenes, "seed": cfg.seed},
+        "command": f"spatialgen train {kind} {' '.join(f'--data {shlex.quote(str(d))}' for d in folders)} "
         f"--out {shlex.quote(str(out))} "
-        f"--steps {steps} --batch-size {batch_size} --max-scenes {max_scenes} --seed {seed}",
+        f"--steps {cfg.steps} --batch-size {cfg.batch_size} --max-scenes {cfg.max_scenes} --seed {cfg.seed}",
     }
     atomic_write_json(out / "held-out.json", record)
     console.print(json.dumps(by_data, indent=2), highlight=False)
@@ -130,49 +167,74 @@ def _train_scene_network(
 @train_app.command("recogniser")
 @friendly_errors
 def train_recogniser_command(
-    data: list[Path] = typer.Option(..., "--data", help=_DATA_FOLDERS_HELP),
-    out: Path = typer.Option(..., "--out", help="Folder for recogniser.safetensors and recogniser.json."),
-    steps: int = typer.Option(1500, "--steps", help="Training steps."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Batch size."),
-    max_scenes: int = typer.Option(10000, "--max-scenes", help="Use only the first N scenes."),
-    held_out: int = typer.Option(500, "--held-out", help=_HELD_OUT_HELP),
-    held_out_seed: int = typer.Option(HELD_OUT_SEED, "--held-out-seed", help="Dataset seed of the held-out scenes."),
-    seed: int = typer.Option(0, "--seed", help="Training seed."),
+    data: list[Path] | None = typer.Option(None, "--data", help=_DATA_FOLDERS_HELP),
+    out: Path | None = typer.Option(None, "--out", help="Folder for recogniser.safetensors and recogniser.json."),
+    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
+    steps: int | None = typer.Option(None, "--steps", help="Training steps."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size."),
+    max_scenes: int | None = typer.Option(None, "--max-scenes", help="Use only the first N scenes of each folder."),
+    held_out: int | None = typer.Option(None, "--held-out", help=_HELD_OUT_HELP),
+    held_out_seed: int | None = typer.Option(None, "--held-out-seed", help="Dataset seed of the held-out scenes."),
+    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
 ) -> None:
     """Train the scene-world object recogniser on exact labels and print its held-out accuracy."""
-    _train_scene_network("recogniser", data, out, steps, batch_size, max_scenes, held_out, held_out_seed, seed)
+    _train_scene_network(
+        "recogniser",
+        config,
+        data=data,
+        out=out,
+        steps=steps,
+        batch_size=batch_size,
+        max_scenes=max_scenes,
+        held_out=held_out,
+        held_out_seed=held_out_seed,
+        seed=seed,
+    )
 
 
 @train_app.command("estimator")
 @friendly_errors
 def train_estimator_command(
-    data: list[Path] = typer.Option(..., "--data", help=_DATA_FOLDERS_HELP),
-    out: Path = typer.Option(..., "--out", help="Folder for estimator.safetensors and estimator.json."),
-    steps: int = typer.Option(800, "--steps", help="Training steps."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Batch size."),
-    max_scenes: int = typer.Option(10000, "--max-scenes", help="Use only the first N scenes."),
-    held_out: int = typer.Option(500, "--held-out", help=_HELD_OUT_HELP),
-    held_out_seed: int = typer.Option(HELD_OUT_SEED, "--held-out-seed", help="Dataset seed of the held-out scenes."),
-    seed: int = typer.Option(0, "--seed", help="Training seed."),
+    data: list[Path] | None = typer.Option(None, "--data", help=_DATA_FOLDERS_HELP),
+    out: Path | None = typer.Option(None, "--out", help="Folder for estimator.safetensors and estimator.json."),
+    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
+    steps: int | None = typer.Option(None, "--steps", help="Training steps."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size."),
+    max_scenes: int | None = typer.Option(None, "--max-scenes", help="Use only the first N scenes of each folder."),
+    held_out: int | None = typer.Option(None, "--held-out", help=_HELD_OUT_HELP),
+    held_out_seed: int | None = typer.Option(None, "--held-out-seed", help="Dataset seed of the held-out scenes."),
+    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
 ) -> None:
     """Train the scene-world depth and normal estimator on exact intrinsics and print its held-out accuracy."""
-    _train_scene_network("estimator", data, out, steps, batch_size, max_scenes, held_out, held_out_seed, seed)
+    _train_scene_network(
+        "estimator",
+        config,
+        data=data,
+        out=out,
+        steps=steps,
+        batch_size=batch_size,
+        max_scenes=max_scenes,
+        held_out=held_out,
+        held_out_seed=held_out_seed,
+        seed=seed,
+    )
 
 
 @train_app.command("vae-decoder")
 @friendly_errors
 def train_vae_decoder_command(
-    data: Path = typer.Option(..., "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
-    out: Path = typer.Option(..., "--out", help="Run folder: config, checkpoints, pipeline/, held-out.json."),
-    base: str = typer.Option("embedded", "--base", help="Pipeline whose decoder is fine-tuned: embedded or a folder."),
-    steps: int = typer.Option(3000, "--steps", help="Training steps."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Batch size."),
-    lr: float = typer.Option(3e-4, "--lr", help="Learning rate."),
-    max_scenes: int | None = typer.Option(None, "--max-scenes", help="Use only the first N scenes."),
-    checkpoint_every: int = typer.Option(250, "--checkpoint-every", help="Steps between checkpoints."),
-    seed: int = typer.Option(0, "--seed", help="Training seed."),
-    resume: str | None = typer.Option(None, "--resume", help="'latest' or a checkpoint folder."),
-    cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU even if a GPU is present."),
+    data: Path | None = typer.Option(None, "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder: config, checkpoints, pipeline/, held-out.json."),
+    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
+    base: str | None = typer.Option(None, "--base", help="Pipeline whose decoder is fine-tuned."),
+    steps: int | None = typer.Option(None, "--steps", help="Training steps."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size."),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate."),
+    max_scenes: int | None = typer.Option(None, "--max-scenes", help="Use only the first N scenes [default: all]."),
+    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
+    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
+    resume: str | None = typer.Option(None, "--resume", help=_RESUME_HELP),
+    cpu: bool = typer.Option(False, "--cpu", help=_CPU_HELP),
 ) -> None:
     """Fine-tune a pipeline's VAE decoder with the encoder frozen: sharper images in the same latent space."""
     quiet_libraries()
@@ -180,9 +242,11 @@ def train_vae_decoder_command(
 
     from ..models.decoder_training import DecoderFinetuneConfig, train_vae_decoder
 
-    cfg = DecoderFinetuneConfig(
-        data=str(data),
-        out=str(out),
+    cfg = build_config(
+        DecoderFinetuneConfig,
+        config,
+        data=data,
+        out=out,
         base=base,
         steps=steps,
         batch_size=batch_size,
@@ -192,26 +256,27 @@ def train_vae_decoder_command(
         seed=seed,
     )
     folder = train_vae_decoder(cfg, resume=resume, cpu=cpu)
-    console.print(json.dumps(json.loads((out / "held-out.json").read_text()), indent=2), highlight=False)
+    console.print(json.dumps(json.loads((Path(cfg.out) / "held-out.json").read_text()), indent=2), highlight=False)
     console.print(f"pipeline with the fine-tuned decoder written to {folder}", highlight=False)
 
 
 @train_app.command("intrinsic-vae")
 @friendly_errors
 def train_intrinsic_vae_command(
-    data: Path = typer.Option(..., "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
-    out: Path = typer.Option(..., "--out", help="Run folder: config, checkpoints, intrinsic_vae/, held-out.json."),
-    base: str = typer.Option(
-        "embedded", "--base", help="Pipeline whose VAE is widened: embedded, a folder or a hub id."
+    data: Path | None = typer.Option(None, "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Run folder: config, checkpoints, intrinsic_vae/, held-out.json."
     ),
-    steps: int = typer.Option(1500, "--steps", help="Training steps."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Batch size."),
-    mask_p: float = typer.Option(0.1, "--mask-p", help="Probability of zeroing each intrinsic of the input."),
-    max_scenes: int = typer.Option(10000, "--max-scenes", help="Use only the first N scenes."),
-    checkpoint_every: int = typer.Option(250, "--checkpoint-every", help="Steps between checkpoints."),
-    seed: int = typer.Option(0, "--seed", help="Training seed."),
-    resume: str | None = typer.Option(None, "--resume", help="'latest' or a checkpoint folder."),
-    cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU even if a GPU is present."),
+    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
+    base: str | None = typer.Option(None, "--base", help="Pipeline whose VAE is widened."),
+    steps: int | None = typer.Option(None, "--steps", help="Training steps."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size."),
+    mask_p: float | None = typer.Option(None, "--mask-p", help="Probability of zeroing each intrinsic of the input."),
+    max_scenes: int | None = typer.Option(None, "--max-scenes", help="Use only the first N scenes."),
+    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
+    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
+    resume: str | None = typer.Option(None, "--resume", help=_RESUME_HELP),
+    cpu: bool = typer.Option(False, "--cpu", help=_CPU_HELP),
 ) -> None:
     """Widen the base VAE to the 8 packed intrinsic channels and fine-tune it with input masking (I-LDM 3.2)."""
     quiet_libraries()
@@ -219,9 +284,11 @@ def train_intrinsic_vae_command(
 
     from ..ildm.vae_training import IntrinsicVAEConfig, train_intrinsic_vae
 
-    cfg = IntrinsicVAEConfig(
-        data=str(data),
-        out=str(out),
+    cfg = build_config(
+        IntrinsicVAEConfig,
+        config,
+        data=data,
+        out=out,
         base=base,
         steps=steps,
         batch_size=batch_size,
@@ -231,39 +298,46 @@ def train_intrinsic_vae_command(
         seed=seed,
     )
     folder = train_intrinsic_vae(cfg, resume=resume, cpu=cpu)
-    console.print(json.dumps(json.loads((out / "held-out.json").read_text()), indent=2), highlight=False)
+    console.print(json.dumps(json.loads((Path(cfg.out) / "held-out.json").read_text()), indent=2), highlight=False)
     console.print(f"intrinsic VAE written to {folder}", highlight=False)
 
 
 @train_app.command("ildm")
 @friendly_errors
 def train_ildm_command(
-    data: Path = typer.Option(..., "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
-    out: Path = typer.Option(..., "--out", help="Run folder: config, checkpoints, samples/, pipeline/."),
-    intrinsic_vae: Path = typer.Option(
-        ..., "--intrinsic-vae", help="`train intrinsic-vae` output (RUN/intrinsic_vae)."
+    data: Path | None = typer.Option(None, "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder: config, checkpoints, samples/, pipeline/."),
+    intrinsic_vae: Path | None = typer.Option(
+        None, "--intrinsic-vae", help="`train intrinsic-vae` output (RUN/intrinsic_vae)."
     ),
-    base: str = typer.Option("embedded", "--base", help="Base pipeline: embedded, a folder or a hub id."),
-    rank: int = typer.Option(32, "--rank", help="LoRA rank of the intrinsic domain (the paper: 32)."),
-    loss_lambda: float = typer.Option(1.0, "--lambda", help="Weight of the intrinsic term of Eq. 5."),
-    steps: int = typer.Option(2000, "--steps", help="Training steps."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Pairs per batch (the joint batch is twice as large)."),
-    lr: float = typer.Option(1e-4, "--lr", help="Learning rate of the LoRA."),
+    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
+    base: str | None = typer.Option(None, "--base", help="Base pipeline."),
+    rank: int | None = typer.Option(None, "--rank", help="LoRA rank of the intrinsic domain."),
+    loss_lambda: float | None = typer.Option(None, "--lambda", help="Weight of the intrinsic term of Eq. 5."),
+    steps: int | None = typer.Option(None, "--steps", help="Training steps."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Pairs per batch (the joint batch is twice as large)."
+    ),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate of the LoRA."),
     ema_decay: float | None = typer.Option(None, "--ema-decay", help="Keep (and ship) an EMA of the LoRA weights."),
-    max_scenes: int = typer.Option(10000, "--max-scenes", help="Use only the first N scenes."),
-    checkpoint_every: int = typer.Option(250, "--checkpoint-every", help="Steps between checkpoints and sample grids."),
-    seed: int = typer.Option(0, "--seed", help="Training seed."),
-    resume: str | None = typer.Option(None, "--resume", help="'latest' or a checkpoint folder."),
-    cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU even if a GPU is present."),
+    max_scenes: int | None = typer.Option(None, "--max-scenes", help="Use only the first N scenes."),
+    checkpoint_every: int | None = typer.Option(
+        None, "--checkpoint-every", help="Steps between checkpoints and sample grids."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
+    resume: str | None = typer.Option(None, "--resume", help=_RESUME_HELP),
+    cpu: bool = typer.Option(False, "--cpu", help=_CPU_HELP),
 ) -> None:
     """Train I-LDM's intrinsic domain (LoRA on self-attention, Eq. 5) on top of a base pipeline."""
     quiet_libraries()
     from ..ildm.training import ILDMTrainConfig, train_ildm
 
-    cfg = ILDMTrainConfig(
-        data=str(data),
-        out=str(out),
-        intrinsic_vae=str(intrinsic_vae),
+    cfg = build_config(
+        ILDMTrainConfig,
+        config,
+        data=data,
+        out=out,
+        intrinsic_vae=intrinsic_vae,
         base=base,
         rank=rank,
         loss_lambda=loss_lambda,

@@ -10,12 +10,15 @@ import json
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
+
+from ...scenes.held_out import HELD_OUT_SEED
 
 
 def save_network(folder: str | os.PathLike[str], name: str, net: torch.nn.Module, config: dict[str, Any]) -> None:
@@ -76,3 +79,39 @@ def fit(
         optimizer.zero_grad(set_to_none=True)
         bar.set_postfix(loss=f"{loss.item():.3f}")
     return net.eval()
+
+
+@dataclass
+class SceneNetworkConfig:
+    """Everything that determines a scene-network training run (``spatialgen train recogniser / estimator``).
+
+    ``data`` lists scene folders (one per distribution the network must read); ``max_scenes`` applies
+    to each. Scored on ``held_out`` scenes of each folder's distribution from ``held_out_seed``.
+    """
+
+    data: list[str]
+    out: str
+    steps: int = 1500
+    batch_size: int = 32
+    max_scenes: int = 10000
+    held_out: int = 500
+    held_out_seed: int = HELD_OUT_SEED
+    seed: int = 0
+
+    def validate(self) -> SceneNetworkConfig:
+        if not self.data:
+            raise ValueError("pass at least one --data folder")
+        for name in ("steps", "batch_size", "max_scenes", "held_out"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        return self
+
+
+@dataclass
+class RecogniserTrainConfig(SceneNetworkConfig):
+    steps: int = 1500
+
+
+@dataclass
+class EstimatorTrainConfig(SceneNetworkConfig):
+    steps: int = 800
