@@ -288,11 +288,12 @@ def test_train_scene_networks_from_the_cli_record_how_they_were_made(tmp_path: P
     assert by_data[str(tmp_path / "near")] != by_data[str(tmp_path / "data")]
     assert (tmp_path / kind / f"{kind}.safetensors").is_file()
     # --config reproduces a run (flags given override it); unset flags take the config dataclass's defaults
+    config = str(tmp_path / kind / "config.json")
     again = runner.invoke(
-        app, ["train", kind, "--config", str(tmp_path / kind / "config.json"), "--out", str(tmp_path / "again")]
+        app, ["train", kind, "--config", config, "--out", str(tmp_path / "again"), "--init", str(tmp_path / kind)]
     )
-    assert again.exit_code == 0, again.output
+    assert again.exit_code == 0, again.output  # a fine-tune of the first run's network, with its settings
     first, second = (json.loads((tmp_path / f / "config.json").read_text()) for f in (kind, "again"))
-    assert {**first, "out": second["out"]} == second and second["steps"] == 2
+    assert {**first, "out": second["out"], "init": str(tmp_path / kind)} == second and second["steps"] == 2
     missing = runner.invoke(app, ["train", kind])
     assert missing.exit_code != 0 and "pass --data, --out (or --config RUN/config.json)" in missing.output

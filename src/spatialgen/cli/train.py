@@ -65,6 +65,7 @@ _CONFIG_HELP = (
     "the command's config dataclass (written to RUN/config.json)."
 )
 _RESUME_HELP = "'latest' or a checkpoint folder."
+_INIT_HELP = "Fine-tune from a trained network ('embedded' or its folder) instead of random weights."
 _CPU_HELP = "Train on the CPU even if a GPU is present."
 
 
@@ -128,19 +129,23 @@ def _train_scene_network(kind: str, config: Path | None, **flags: Any) -> None:
     from ..scenes import make_sample, scene_seed
 
     if kind == "recogniser":
+        from ..eval.scene.recogniser import SceneRecogniser as Network
         from ..eval.scene.recogniser_training import LabelledScenes as Data
         from ..eval.scene.recogniser_training import score_recogniser as score
         from ..eval.scene.recogniser_training import train_recogniser as train
         from ..eval.scene.scene_networks import RecogniserTrainConfig as Config
     else:
         from ..eval.scene.scene_estimator import IntrinsicTargets as Data
+        from ..eval.scene.scene_estimator import SceneEstimator as Network
         from ..eval.scene.scene_estimator import score_estimator as score
         from ..eval.scene.scene_estimator import train_estimator as train
         from ..eval.scene.scene_networks import EstimatorTrainConfig as Config
     cfg = build_config(Config, config, **flags)
     out, folders = ensure_writable_dir(cfg.out), [Path(d) for d in cfg.data]
     atomic_write_json(out / "config.json", dataclasses.asdict(cfg))
-    network = train(_load_labelled(Data, folders, cfg.max_scenes), cfg.steps, cfg.batch_size, seed=cfg.seed)
+    start = None if cfg.init is None else Network.load(None if cfg.init == "embedded" else cfg.init)
+    data = _load_labelled(Data, folders, cfg.max_scenes)
+    network = train(data, cfg.steps, cfg.batch_size, lr=cfg.lr, seed=cfg.seed, init=start)
     network.save(out)
     by_data = {}
     for folder in folders:  # held-out scenes of each training distribution
@@ -155,10 +160,11 @@ def _train_scene_network(kind: str, config: Path | None, **flags: Any) -> None:
         "held_out_by_data": by_data,
         "held_out_seed": cfg.held_out_seed,
         "held_out": cfg.held_out,
-        "training": {"steps": cfg.steps, "batch_size": cfg.batch_size, "max_scenes": cfg.max_scenes, "seed": cfg.seed},
+        "training": dataclasses.asdict(cfg),
         "command": f"spatialgen train {kind} {' '.join(f'--data {shlex.quote(str(d))}' for d in folders)} "
         f"--out {shlex.quote(str(out))} "
-        f"--steps {cfg.steps} --batch-size {cfg.batch_size} --max-scenes {cfg.max_scenes} --seed {cfg.seed}",
+        f"--steps {cfg.steps} --batch-size {cfg.batch_size} --max-scenes {cfg.max_scenes} --seed {cfg.seed}"
+        f" --lr {cfg.lr:g}" + (f" --init {shlex.quote(cfg.init)}" if cfg.init else ""),
     }
     atomic_write_json(out / "held-out.json", record)
     console.print(json.dumps(by_data, indent=2), highlight=False)
@@ -176,6 +182,8 @@ def train_recogniser_command(
     held_out: int | None = typer.Option(None, "--held-out", help=_HELD_OUT_HELP),
     held_out_seed: int | None = typer.Option(None, "--held-out-seed", help="Dataset seed of the held-out scenes."),
     seed: int | None = typer.Option(None, "--seed", help="Training seed."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate."),
+    init: str | None = typer.Option(None, "--init", help=_INIT_HELP),
 ) -> None:
     """Train the scene-world object recogniser on exact labels and print its held-out accuracy."""
     _train_scene_network(
@@ -189,6 +197,8 @@ def train_recogniser_command(
         held_out=held_out,
         held_out_seed=held_out_seed,
         seed=seed,
+        lr=lr,
+        init=init,
     )
 
 
@@ -204,6 +214,8 @@ def train_estimator_command(
     held_out: int | None = typer.Option(None, "--held-out", help=_HELD_OUT_HELP),
     held_out_seed: int | None = typer.Option(None, "--held-out-seed", help="Dataset seed of the held-out scenes."),
     seed: int | None = typer.Option(None, "--seed", help="Training seed."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate."),
+    init: str | None = typer.Option(None, "--init", help=_INIT_HELP),
 ) -> None:
     """Train the scene-world depth and normal estimator on exact intrinsics and print its held-out accuracy."""
     _train_scene_network(
@@ -217,6 +229,8 @@ def train_estimator_command(
         held_out=held_out,
         held_out_seed=held_out_seed,
         seed=seed,
+        lr=lr,
+        init=init,
     )
 
 

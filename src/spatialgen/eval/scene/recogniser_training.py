@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from dataclasses import dataclass
@@ -45,10 +46,14 @@ def train_recogniser(
     width: int = 24,
     seed: int = 0,
     progress: bool = True,
+    init: SceneRecogniser | None = None,
 ) -> SceneRecogniser:
-    """Cross-entropy on per-pixel classes, with object pixels weighted up (the floor covers most)."""
+    """Cross-entropy on per-pixel classes, with object pixels weighted up (the floor covers most).
+
+    ``init`` starts from a trained recogniser's weights (a fine-tune to a new scene distribution) instead of
+    a random network; its width wins over ``width``."""
     torch.manual_seed(seed)
-    net = RecogniserNet(width)
+    net = RecogniserNet(width) if init is None else copy.deepcopy(init.net)
     weights = torch.ones(len(CLASSES))
     weights[0] = 0.2
 

@@ -13,6 +13,7 @@ normalised to unit length.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Sequence
@@ -144,10 +145,12 @@ def train_estimator(
     width: int = 24,
     seed: int = 0,
     progress: bool = True,
+    init: SceneEstimator | None = None,
 ) -> SceneEstimator:
-    """Photometric augmentation only (pixels never move), so the targets stay exact."""
+    """Photometric augmentation only (pixels never move), so the targets stay exact. ``init`` starts from a
+    trained estimator's weights (a fine-tune to a new scene distribution)."""
     torch.manual_seed(seed)
-    net = RecogniserNet(width, num_classes=4)
+    net = RecogniserNet(width, num_classes=4) if init is None else copy.deepcopy(init.net)
 
     def batch_loss(idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return estimator_loss(net(augment(data.images[idx].clone(), generator)), data.depth[idx], data.normal[idx])

@@ -97,6 +97,9 @@ class SceneNetworkConfig:
     held_out: int = 500
     held_out_seed: int = HELD_OUT_SEED
     seed: int = 0
+    lr: float = 2e-3
+    # Start from a trained network ("embedded" or a folder) instead of random weights: a fine-tune.
+    init: str | None = None
 
     def validate(self) -> SceneNetworkConfig:
         if not self.data:
