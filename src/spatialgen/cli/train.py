@@ -170,68 +170,53 @@ def _train_scene_network(kind: str, config: Path | None, **flags: Any) -> None:
     console.print(json.dumps(by_data, indent=2), highlight=False)
 
 
-@train_app.command("recogniser")
-@friendly_errors
-def train_recogniser_command(
-    data: list[Path] | None = typer.Option(None, "--data", help=_DATA_FOLDERS_HELP),
-    out: Path | None = typer.Option(None, "--out", help="Folder for recogniser.safetensors and recogniser.json."),
-    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
-    steps: int | None = typer.Option(None, "--steps", help="Training steps."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size."),
-    max_scenes: int | None = typer.Option(None, "--max-scenes", help="Use only the first N scenes of each folder."),
-    held_out: int | None = typer.Option(None, "--held-out", help=_HELD_OUT_HELP),
-    held_out_seed: int | None = typer.Option(None, "--held-out-seed", help="Dataset seed of the held-out scenes."),
-    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
-    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate."),
-    init: str | None = typer.Option(None, "--init", help=_INIT_HELP),
-) -> None:
-    """Train the scene-world object recogniser on exact labels and print its held-out accuracy."""
-    _train_scene_network(
-        "recogniser",
-        config,
-        data=data,
-        out=out,
-        steps=steps,
-        batch_size=batch_size,
-        max_scenes=max_scenes,
-        held_out=held_out,
-        held_out_seed=held_out_seed,
-        seed=seed,
-        lr=lr,
-        init=init,
+def _scene_network_command(kind: str, doc: str) -> Any:
+    """The ``train recogniser`` / ``train estimator`` command: the same options, another network."""
+
+    def command(
+        data: list[Path] | None = typer.Option(None, "--data", help=_DATA_FOLDERS_HELP),
+        out: Path | None = typer.Option(None, "--out", help=f"Folder for {kind}.safetensors and {kind}.json."),
+        config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
+        steps: int | None = typer.Option(None, "--steps", help="Training steps."),
+        batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size."),
+        max_scenes: int | None = typer.Option(None, "--max-scenes", help="Use only the first N scenes of each folder."),
+        held_out: int | None = typer.Option(None, "--held-out", help=_HELD_OUT_HELP),
+        held_out_seed: int | None = typer.Option(None, "--held-out-seed", help="Dataset seed of the held-out scenes."),
+        seed: int | None = typer.Option(None, "--seed", help="Training seed."),
+        lr: float | None = typer.Option(None, "--lr", help="Peak learning rate."),
+        init: str | None = typer.Option(None, "--init", help=_INIT_HELP),
+    ) -> None:
+        _train_scene_network(
+            kind,
+            config,
+            data=data,
+            out=out,
+            steps=steps,
+            batch_size=batch_size,
+            max_scenes=max_scenes,
+            held_out=held_out,
+            held_out_seed=held_out_seed,
+            seed=seed,
+            lr=lr,
+            init=init,
+        )
+
+    command.__doc__ = doc
+    command.__name__ = f"train_{kind}_command"
+    return friendly_errors(command)
+
+
+train_app.command("recogniser")(
+    _scene_network_command(
+        "recogniser", "Train the scene-world object recogniser on exact labels and print its held-out accuracy."
     )
-
-
-@train_app.command("estimator")
-@friendly_errors
-def train_estimator_command(
-    data: list[Path] | None = typer.Option(None, "--data", help=_DATA_FOLDERS_HELP),
-    out: Path | None = typer.Option(None, "--out", help="Folder for estimator.safetensors and estimator.json."),
-    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
-    steps: int | None = typer.Option(None, "--steps", help="Training steps."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size."),
-    max_scenes: int | None = typer.Option(None, "--max-scenes", help="Use only the first N scenes of each folder."),
-    held_out: int | None = typer.Option(None, "--held-out", help=_HELD_OUT_HELP),
-    held_out_seed: int | None = typer.Option(None, "--held-out-seed", help="Dataset seed of the held-out scenes."),
-    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
-    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate."),
-    init: str | None = typer.Option(None, "--init", help=_INIT_HELP),
-) -> None:
-    """Train the scene-world depth and normal estimator on exact intrinsics and print its held-out accuracy."""
-    _train_scene_network(
+)
+train_app.command("estimator")(
+    _scene_network_command(
         "estimator",
-        config,
-        data=data,
-        out=out,
-        steps=steps,
-        batch_size=batch_size,
-        max_scenes=max_scenes,
-        held_out=held_out,
-        held_out_seed=held_out_seed,
-        seed=seed,
-        lr=lr,
-        init=init,
+        "Train the scene-world depth and normal estimator on exact intrinsics and print its held-out accuracy.",
     )
+)
 
 
 @train_app.command("vae-decoder")
