@@ -29,6 +29,7 @@ from spatialgen.generate import GenerationSettings, generate_images
 from spatialgen.models import load_pipeline
 from spatialgen.models.data import model_scene_config
 from spatialgen.models.decoder_training import held_out_renders, reconstruction_mse
+from spatialgen.models.pipeline import model_card
 from spatialgen.scenes import make_sample, scene_seed
 from spatialgen.scenes.held_out import HELD_OUT_SEED
 
@@ -59,7 +60,7 @@ def image_size(pipe) -> int:
 
 
 def vae_reconstruction(pipe, n: int) -> dict[str, float]:
-    config = model_scene_config(getattr(pipe, "spatialgen_config", None), max_objects=None)
+    config = model_scene_config(model_card(pipe), max_objects=None)
     mse = reconstruction_mse(pipe.vae, held_out_renders(n, image_size(pipe), config))
     return {"vae_mse": mse, "vae_psnr_db": float(10 * np.log10(1 / mse)), "vae_images": n}
 
@@ -67,7 +68,7 @@ def vae_reconstruction(pipe, n: int) -> dict[str, float]:
 def attribute_scenes(pipe, n_prompts: int):
     """Held-out scenes of 1-3 objects from the model's training distribution; their attribute captions are the
     object-accuracy prompts."""
-    config = model_scene_config(getattr(pipe, "spatialgen_config", None))
+    config = model_scene_config(model_card(pipe))
     return [make_sample(scene_seed(HELD_OUT_SEED + 1, i), image_size(pipe), config) for i in range(n_prompts)]
 
 
@@ -110,7 +111,7 @@ def object_accuracy(
     results = generate_images(pipe, prompts, n=seeds, seed=42, settings=settings, progress=False)
     images = [r.image for r in results]
     scores = score_objects(recogniser, images, [r.prompt for r in results], "object_accuracy", per_prompt=seeds)
-    config = model_scene_config(getattr(pipe, "spatialgen_config", None))
+    config = model_scene_config(model_card(pipe))
     reference = [make_sample(scene_seed(HELD_OUT_SEED, i), image_size(pipe), config).rgb for i in range(len(images))]
     quality = scene_quality(images, reference, recogniser)
     return {

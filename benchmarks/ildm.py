@@ -189,11 +189,12 @@ def consistency_and_objects(model: str, base: str, n_prompts: int, seeds: int, s
     from spatialgen.intrinsics import normal_to_unit_range
     from spatialgen.models import load_pipeline
     from spatialgen.models.data import model_scene_config
+    from spatialgen.models.pipeline import model_card
     from spatialgen.scenes import make_sample, scene_seed
     from spatialgen.scenes.held_out import HELD_OUT_SEED
 
     base_pipe = load_pipeline(base)
-    config = model_scene_config(getattr(base_pipe, "spatialgen_config", None))  # the base's own scene distribution
+    config = model_scene_config(model_card(base_pipe))  # the base's own scene distribution
     prompts = [
         make_sample(scene_seed(HELD_OUT_SEED + 1, i), 64, config).captions["attributes"] for i in range(n_prompts)
     ]

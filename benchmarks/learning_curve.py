@@ -30,7 +30,7 @@ from embedded_model import object_accuracy  # noqa: E402
 
 from spatialgen.eval.scene.recogniser import SceneRecogniser  # noqa: E402
 from spatialgen.logs import quiet_libraries  # noqa: E402
-from spatialgen.models.pipeline import build_pipeline  # noqa: E402
+from spatialgen.models.pipeline import build_pipeline, set_model_card  # noqa: E402
 from spatialgen.models.training import BaseTrainConfig  # noqa: E402
 from spatialgen.training_harness import list_snapshots  # noqa: E402
 
@@ -42,7 +42,7 @@ def snapshot_pipeline(run: Path, cfg: BaseTrainConfig, snapshot: Path):
     for name in ("unet", "text_encoder"):
         getattr(pipe, name).load_state_dict(load_file(str(snapshot / f"{name}.safetensors")))
     manifest = Path(cfg.data) / "manifest.json"
-    pipe.spatialgen_config = {"model": cfg.model, "data": json.loads(manifest.read_text())["params"]}
+    set_model_card(pipe, {"model": cfg.model, "data": json.loads(manifest.read_text())["params"]})
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(torch.float32)
 

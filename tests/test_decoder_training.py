@@ -16,6 +16,7 @@ from spatialgen.models.decoder_training import (
     reconstruction_mse,
     train_vae_decoder,
 )
+from spatialgen.models.pipeline import model_card
 from spatialgen.scenes import DatasetParams, make_dataset
 
 
@@ -64,7 +65,7 @@ def test_only_the_decoder_learns_and_the_round_trip_improves(setup: Path) -> Non
     assert reconstruction_mse(tuned.vae, images) < reconstruction_mse(base.vae, images)
     report = json.loads((setup / "run" / "held-out.json").read_text())
     assert report["after"]["mse"] < report["before"]["mse"]
-    assert tuned.spatialgen_config["vae_decoder_finetune"]["steps"] == 8
+    assert model_card(tuned)["vae_decoder_finetune"]["steps"] == 8
 
 
 def test_a_resumed_fine_tune_equals_an_uninterrupted_one(setup: Path) -> None:

@@ -20,7 +20,7 @@ from spatialgen.guidance import InfSplignConfig, infsplign_pipeline
 from spatialgen.guidance.capture import default_layers, resolve_layers
 from spatialgen.guidance.config import PAPER_WEIGHT, recommended_weight
 from spatialgen.models import build_pipeline, make_scheduler
-from spatialgen.models.pipeline import embedded_path
+from spatialgen.models.pipeline import embedded_path, set_model_card
 
 from .conftest import TINY
 
@@ -193,7 +193,7 @@ def test_generate_infsplign_refuses_bad_input(tmp_path: Path, extra: list[str], 
 
 def test_recommended_weight_comes_from_the_model_card_else_the_paper() -> None:
     pipe = build_pipeline(TINY)
-    pipe.spatialgen_config = {}
+    set_model_card(pipe, {})
     assert recommended_weight(pipe) == PAPER_WEIGHT
-    pipe.spatialgen_config = {"infsplign": {"weight": 123.0}}
+    set_model_card(pipe, {"infsplign": {"weight": 123.0}})
     assert recommended_weight(pipe) == 123.0

@@ -12,6 +12,7 @@ from spatialgen.ildm import ConstantSchedule, lora_parameters
 from spatialgen.ildm.intrinsic_vae import widen_vae
 from spatialgen.ildm.pipeline import IntrinsicLDMPipeline
 from spatialgen.models import build_pipeline
+from spatialgen.models.pipeline import model_card
 
 from .conftest import TINY
 
@@ -140,7 +141,7 @@ def test_the_embedded_ildm_co_generates_offline(tmp_path: Path) -> None:
     )
     assert out.images.shape == (1, 64, 64, 3)
     assert out.intrinsics.depth.shape == (1, 1, 64, 64) and out.intrinsics.lines.shape == (1, 1, 64, 64)
-    assert pipe.spatialgen_config["training"]["rank"] == 32  # the shipped recipe travels with it
+    assert model_card(pipe)["training"]["rank"] == 32  # the shipped recipe travels with it
 
 
 def test_guidance_inside_ildm_is_exact_at_weight_zero_and_steers_the_image_domain() -> None:

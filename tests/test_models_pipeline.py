@@ -8,7 +8,7 @@ import torch
 
 from spatialgen.devices import check_device
 from spatialgen.models import TinySDConfig, load_pipeline, make_scheduler, save_pipeline
-from spatialgen.models.pipeline import resolve_model
+from spatialgen.models.pipeline import model_card, resolve_model
 
 from .conftest import TINY
 
@@ -35,7 +35,7 @@ def test_save_load_round_trip_gives_identical_images(tiny_pipe, tmp_path: Path) 
     before = _images(tiny_pipe)
     save_pipeline(tiny_pipe, tmp_path / "model")
     loaded, again = load_pipeline(tmp_path / "model"), load_pipeline(tmp_path / "model")
-    assert loaded.spatialgen_config["model"] == TINY.to_dict()
+    assert model_card(loaded)["model"] == TINY.to_dict()
     np.testing.assert_array_equal(_images(loaded), _images(again))
     # Weights are bit-identical; summation order may differ with memory alignment (mmapped tensors).
     np.testing.assert_allclose(_images(loaded), before, atol=1e-5, rtol=0)

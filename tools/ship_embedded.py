@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from spatialgen.cli.scenes import make_command
-from spatialgen.models.pipeline import embedded_path, load_pipeline, save_pipeline
+from spatialgen.models.pipeline import embedded_path, load_pipeline, model_card, save_pipeline
 
 MEASURE_COMMAND = "python benchmarks/embedded_model.py --out FILE.json"
 
@@ -111,7 +111,7 @@ def main() -> None:
         return
 
     source = load_pipeline(args.run / "pipeline")
-    config = source.spatialgen_config
+    config = model_card(source)
     manifest = Path(config["training"]["data"]) / "manifest.json"
     if config.get("data") is None and manifest.is_file():
         config["data"] = json.loads(manifest.read_text())["params"]

@@ -99,6 +99,8 @@ def recommended_weight(pipe: Any) -> float:
     The paper's w = 1000 is tuned for SD's 64 x 64 latents; a model trained at another latent size
     or noise scale may need another (the embedded model's comes from ``benchmarks/infsplign.py``).
     """
-    card = getattr(pipe, "spatialgen_config", None) or {}
+    from ..models.pipeline import model_card
+
+    card = model_card(pipe)
     value = (card.get("infsplign") or {}).get("weight")
     return PAPER_WEIGHT if value is None else float(value)

@@ -20,6 +20,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 from diffusers.utils import BaseOutput
 
+from ..models.pipeline import model_card, set_model_card
 from .capture import capturing
 from .config import InfSplignConfig
 from .guide import GuidanceTrace, combine_guidance, guide_for_call
@@ -150,6 +151,6 @@ def infsplign_pipeline(pipe: StableDiffusionPipeline) -> InfSplignPipeline:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    guided.spatialgen_config = getattr(pipe, "spatialgen_config", {})
+    set_model_card(guided, model_card(pipe))
     guided.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
     return guided

@@ -38,6 +38,7 @@ from ..guidance.capture import capturing
 from ..guidance.config import InfSplignConfig
 from ..guidance.guide import GuidanceTrace, combine_guidance, guide_for_call
 from ..intrinsics import Intrinsics
+from ..models.pipeline import model_card, set_model_card
 from ..triplets import SpatialTriplet
 from .adapter import install_cross_domain, load_intrinsic_lora, save_intrinsic_lora
 from .attention import CrossDomainState, JointLayout
@@ -377,7 +378,7 @@ def load_embedded_ildm(dtype: torch.dtype = torch.float32) -> IntrinsicLDMPipeli
         base, intrinsic_vae, lora=folder / LORA_FOLDER, schedule=schedule_from_dict(schedule)
     )
     card = json.loads((folder / "spatialgen.json").read_text()) if (folder / "spatialgen.json").is_file() else {}
-    if "infsplign" in base.spatialgen_config:  # the image domain is the base model's: so is its guidance weight
-        card.setdefault("infsplign", base.spatialgen_config["infsplign"])
-    pipe.spatialgen_config = card
+    if "infsplign" in model_card(base):  # the image domain is the base model's: so is its guidance weight
+        card.setdefault("infsplign", model_card(base)["infsplign"])
+    set_model_card(pipe, card)
     return pipe

@@ -97,7 +97,7 @@ EVAL_MAX_OBJECTS = 3
 
 
 def model_scene_config(card: Mapping | None, max_objects: int | None = EVAL_MAX_OBJECTS) -> SceneConfig:
-    """The scene distribution a model was trained on, read from its card (``pipe.spatialgen_config``).
+    """The scene distribution a model was trained on, from its card (:func:`~spatialgen.models.pipeline.model_card`).
 
     Held-out evaluation scenes must come from the same distribution as the training data (the same
     camera distances, floors, colours), only from seeds no training set uses. ``max_objects`` caps

@@ -108,7 +108,7 @@ def train_vae_decoder(cfg: DecoderFinetuneConfig, resume: str | None = None, cpu
     """Fine-tune (or resume fine-tuning) ``cfg.base``'s decoder; returns the folder of the new pipeline."""
     from accelerate import Accelerator
 
-    from .pipeline import load_pipeline, save_pipeline
+    from .pipeline import load_pipeline, model_card, save_pipeline, set_model_card
 
     cfg.validate()
     run = open_run(cfg.out, asdict(cfg), resume, RESUMABLE_CHANGES)
@@ -120,7 +120,7 @@ def train_vae_decoder(cfg: DecoderFinetuneConfig, resume: str | None = None, cpu
     size = vae.config.sample_size
     if data.resolution != size:
         raise ValueError(f"the data are {data.resolution} px but {cfg.base!r}'s VAE is for {size} px")
-    card = getattr(pipe, "spatialgen_config", None)
+    card = model_card(pipe)
     held_out = held_out_renders(cfg.held_out, size, model_scene_config(card, max_objects=None))
     before = _scores(vae.eval(), held_out)
 
@@ -154,7 +154,7 @@ def train_vae_decoder(cfg: DecoderFinetuneConfig, resume: str | None = None, cpu
     vae.requires_grad_(False)
     pipe.vae = vae.eval()
     after = _scores(vae, held_out)
-    pipe.spatialgen_config = {**getattr(pipe, "spatialgen_config", {}), "vae_decoder_finetune": asdict(cfg)}
+    set_model_card(pipe, {**model_card(pipe), "vae_decoder_finetune": asdict(cfg)})
     folder = save_pipeline(pipe, run / "pipeline")
     report: dict[str, Any] = {"held_out": cfg.held_out, "held_out_seed": HELD_OUT_SEED}
     atomic_write_json(run / "held-out.json", {**report, "before": before, "after": after})

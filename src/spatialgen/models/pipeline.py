@@ -44,6 +44,24 @@ SPATIALGEN_CONFIG = "spatialgen.json"  # written beside model_index.json: our mo
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+def model_card(pipe: Any) -> dict[str, Any]:
+    """A pipeline's model card: the ``spatialgen.json`` saved beside its diffusers files, as loaded.
+
+    The card records how the model was made and what it was measured to do: ``model`` (its
+    :class:`~spatialgen.models.config.TinySDConfig`), ``training``, ``data`` (the scene dataset's
+    parameters, so its distribution), ``cpu_hours``, ``measured`` and the recommended ``infsplign``
+    weight. diffusers has no place for these, so the card rides on the pipeline object as the
+    ``spatialgen_config`` attribute; read and write it only through this function and
+    :func:`set_model_card`. A pipeline without one (a hub checkpoint) has the empty card.
+    """
+    return getattr(pipe, "spatialgen_config", None) or {}
+
+
+def set_model_card(pipe: Any, card: dict[str, Any]) -> None:
+    """Attach ``card`` to ``pipe``: :func:`save_pipeline` writes it as ``spatialgen.json``."""
+    pipe.spatialgen_config = card
+
+
 def embedded_path() -> Path:
     """Folder of the embedded checkpoint shipped inside the package."""
     return Path(str(resources.files("spatialgen") / "weights" / EMBEDDED))
@@ -75,7 +93,7 @@ def build_pipeline(config: TinySDConfig | None = None, words: Iterable[str] | No
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.spatialgen_config = {"model": config.to_dict()}
+    set_model_card(pipe, {"model": config.to_dict()})
     return pipe
 
 
@@ -144,9 +162,9 @@ def load_pipeline(
         ) from error
     if local:
         extra = Path(location) / SPATIALGEN_CONFIG
-        pipe.spatialgen_config = json.loads(extra.read_text()) if extra.is_file() else {}
+        set_model_card(pipe, json.loads(extra.read_text()) if extra.is_file() else {})
     else:
-        pipe.spatialgen_config = {}
+        set_model_card(pipe, {})
     if scheduler is not None:
         pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
@@ -179,7 +197,7 @@ def save_pipeline(pipe: StableDiffusionPipeline, folder: str | os.PathLike[str],
         if fp16:
             for path in tmp.rglob("*.safetensors"):
                 _to_half(path)
-        atomic_write_json(tmp / SPATIALGEN_CONFIG, getattr(pipe, "spatialgen_config", {}))
+        atomic_write_json(tmp / SPATIALGEN_CONFIG, model_card(pipe))
     return folder
 
 

@@ -48,7 +48,7 @@ from ..training_harness import (
 )
 from .config import TinySDConfig
 from .data import SceneTensors, batch_generator, draw_captions, draw_indices, to_pixels
-from .pipeline import build_pipeline, save_pipeline
+from .pipeline import build_pipeline, save_pipeline, set_model_card
 from .vae_losses import VAE_LOSSES, kl_divergence, reconstruction_loss
 
 logger = logging.getLogger(__name__)
@@ -405,13 +405,16 @@ def train_base(cfg: BaseTrainConfig, resume: str | None = None, cpu: bool = Fals
     manifest = Path(cfg.data) / "manifest.json"
     vae_record = run / "vae" / "training.json"
     vae_seconds = json.loads(vae_record.read_text())["seconds"] if vae_record.is_file() else None
-    pipe.spatialgen_config = {
-        "model": cfg.model,
-        "training": asdict(cfg),
-        "data": json.loads(manifest.read_text())["params"] if manifest.is_file() else None,
-        "command": reproduce_command(cfg),
-        "training_seconds": {"vae": vae_seconds, "diffusion": diffusion_seconds},
-    }
+    set_model_card(
+        pipe,
+        {
+            "model": cfg.model,
+            "training": asdict(cfg),
+            "data": json.loads(manifest.read_text())["params"] if manifest.is_file() else None,
+            "command": reproduce_command(cfg),
+            "training_seconds": {"vae": vae_seconds, "diffusion": diffusion_seconds},
+        },
+    )
     if accelerator.is_main_process:
         save_pipeline(pipe, run / "pipeline")
     return run / "pipeline"
