@@ -64,3 +64,26 @@ def test_the_decode_estimate_grows_with_area_and_batch(tiny_pipe) -> None:
     small = decode_memory_bytes(tiny_pipe, 32, 1)
     assert decode_memory_bytes(tiny_pipe, 64, 1) == pytest.approx(4 * small, rel=0.01)
     assert decode_memory_bytes(tiny_pipe, 32, 3) == 3 * small
+
+
+def test_generate_help_quotes_the_defaults_the_settings_dataclasses_apply() -> None:
+    """The CLI leaves unset options to GenerationSettings / InfSplignConfig; its help must say their values."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from spatialgen.cli import app
+
+    text = " ".join(CliRunner().invoke(app, ["generate", "--help"], env={"COLUMNS": "400"}).output.split())
+    settings, config = GenerationSettings(), InfSplignConfig()
+    for option, value in (
+        ("--steps", settings.steps),
+        ("--guidance", settings.guidance),
+        ("--scheduler", settings.scheduler),
+        ("--loss", config.loss),
+        ("--guide-fraction", config.guide_fraction),
+        ("--orthogonal-p", config.orthogonal_p),
+    ):
+        quoted = re.search(re.escape(option) + r"\b.*?\(default: ([^)]+)\)", text)
+        assert quoted is not None, option
+        assert quoted.group(1) == f"{value:g}" if isinstance(value, float) else quoted.group(1) == str(value), option

@@ -19,9 +19,13 @@ def generate(
     prompts: Path | None = typer.Option(None, "--prompts", help="Text file with one prompt per line (# comments)."),
     n: int = typer.Option(4, "--n", help="Images per prompt; image k uses seed + k."),
     seed: int = typer.Option(0, "--seed", help="Seed of the first image of each prompt."),
-    steps: int = typer.Option(25, "--steps", help="Denoising steps."),
-    guidance: float = typer.Option(7.5, "--guidance", help="Classifier-free guidance scale (<= 1 turns it off)."),
-    scheduler: str = typer.Option("ddim", "--scheduler", help="Sampler: ddim, dpm (DPM-Solver++), ddpm or euler."),
+    steps: int | None = typer.Option(None, "--steps", help="Denoising steps (default: 25)."),
+    guidance: float | None = typer.Option(
+        None, "--guidance", help="Classifier-free guidance scale (<= 1 turns it off) (default: 7.5)."
+    ),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="Sampler: ddim, dpm (DPM-Solver++), ddpm or euler (default: ddim)."
+    ),
     size: int | None = typer.Option(None, "--size", help="Image side in pixels (default: the model's native size)."),
     negative: str | None = typer.Option(None, "--negative", help="Negative prompt."),
     model: str = typer.Option("embedded", "--model", help="'embedded', a diffusers pipeline folder, or a hub id."),
@@ -37,17 +41,23 @@ def generate(
     schedule: str | None = typer.Option(
         None, "--schedule", help="I-LDM cross-domain weights: drop, gaussian or none (default: the model's)."
     ),
-    loss: str = typer.Option("sigmoid", "--loss", help="InfSplign loss: sigmoid, gelu, leaky_relu or relu."),
+    loss: str | None = typer.Option(
+        None, "--loss", help="InfSplign loss: sigmoid, gelu, leaky_relu or relu (default: sigmoid)."
+    ),
     alpha: float | None = typer.Option(None, "--alpha", help="InfSplign loss sharpness (default: 8 sigmoid, else 2)."),
     margin: float | None = typer.Option(None, "--margin", help="InfSplign margin (default: 0 sigmoid, else 0.25)."),
     weight: float | None = typer.Option(
         None, "--weight", help="InfSplign guidance weight w (default: the model's recommendation, else 1000)."
     ),
-    guide_fraction: float = typer.Option(0.25, "--guide-fraction", help="Share of the first steps InfSplign guides."),
+    guide_fraction: float | None = typer.Option(
+        None, "--guide-fraction", help="Share of the first steps InfSplign guides (default: 0.25)."
+    ),
     layers: str | None = typer.Option(
         None, "--layers", help="Comma-separated attention layers or prefixes (default: first 6 of the decoder)."
     ),
-    orthogonal_p: float = typer.Option(2.0, "--orthogonal-p", help="p of the orthogonal term ||delta||_p^p (0: off)."),
+    orthogonal_p: float | None = typer.Option(
+        None, "--orthogonal-p", help="p of the orthogonal term ||delta||_p^p (0: off) (default: 2)."
+    ),
     presence: bool = typer.Option(
         False, "--presence/--no-presence", help="Add Attend-and-Excite's object-presence update to InfSplign."
     ),
@@ -72,7 +82,9 @@ def generate(
     if (prompt is None) == (prompts is None):
         raise ValueError("give either a PROMPT argument or --prompts FILE (exactly one)")
     prompt_list = read_prompt_file(prompts) if prompts is not None else [prompt]
-    settings = GenerationSettings(steps, guidance, scheduler, size, negative).validate()
+    # unset options take the settings dataclasses' defaults (the help texts quote them; a test checks they agree)
+    chosen = {"steps": steps, "guidance": guidance, "scheduler": scheduler, "size": size, "negative_prompt": negative}
+    settings = GenerationSettings(**{k: v for k, v in chosen.items() if v is not None}).validate()
     if half and not str(device).startswith("cuda"):
         raise ValueError("--half needs --device cuda: float16 on the CPU is slow and inexact")
     if method not in METHODS:
@@ -85,15 +97,14 @@ def generate(
         from ..guidance import InfSplignConfig
 
         chosen_layers = tuple(x for x in layers.split(",") if x.strip()) if layers else None
+        knobs = {"loss": loss, "guide_fraction": guide_fraction, "orthogonal_p": orthogonal_p}
         config = InfSplignConfig(
-            loss=loss,
             alpha=alpha,
             margin=margin,
-            guide_fraction=guide_fraction,
             layers=chosen_layers,
-            orthogonal_p=orthogonal_p,
             presence=presence,
             strict=strict,
+            **{k: v for k, v in knobs.items() if v is not None},
         )
     generator = load_generator(
         method,
