@@ -8,6 +8,8 @@ same batches, then is scored on held-out renders of the data's own scene distrib
 on 256 scenes, and the share of 1-3-object scenes whose every named object the scene recogniser
 still finds after the round trip (and per object), next to the renders' own score. Prints a table
 and writes ``results.json`` in ``--out``; finished variants are kept and skipped on a re-run.
+
+    python benchmarks/vae_levers.py --data data/scenes-v2 --score runs/base-v2/vae   # score a trained VAE as is
 """
 
 from __future__ import annotations
@@ -70,7 +72,22 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--scenes", type=int, default=256, help="held-out scenes scored")
+    parser.add_argument("--score", type=Path, default=None, help="only score this trained VAE folder")
     args = parser.parse_args()
+    if args.score is not None:
+        from diffusers import AutoencoderKL
+
+        card = {"data": json.loads((Path(args.data) / "manifest.json").read_text())["params"]}
+        vae = AutoencoderKL.from_pretrained(args.score, use_safetensors=True).eval()
+        renders = held_out_renders(args.scenes, vae.config.sample_size, model_scene_config(card, max_objects=None))
+        samples = [
+            make_sample(scene_seed(HELD_OUT_SEED + 1, i), vae.config.sample_size, model_scene_config(card))
+            for i in range(args.scenes)
+        ]
+        mse = reconstruction_mse(vae, renders)
+        scores = {"psnr_db": float(10 * np.log10(1 / mse)), **round_trip_objects(vae, SceneRecogniser.load(), samples)}
+        print(json.dumps({"vae": str(args.score), **scores}, indent=2))
+        return
 
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.json"
