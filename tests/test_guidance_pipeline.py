@@ -129,7 +129,7 @@ def test_the_gradient_pass_stops_after_the_last_captured_layer() -> None:
 
 def test_presence_term_updates_latents_and_refines_until_objects_are_attended() -> None:
     pipe = _guided()
-    config = InfSplignConfig(weight=0.0, presence=True, presence_fraction=0.5)
+    config = InfSplignConfig(weight=0.0, presence=True, presence_fraction=0.5, refinement_iterations=3)
     out = _sample(pipe, steps=6, spatial_guidance=config)
     plain = _sample(pipe, steps=6).images
     assert not np.array_equal(out.images, plain)  # weight 0: only the presence update changed anything
