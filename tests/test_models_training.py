@@ -73,6 +73,7 @@ def _config(scenes: Path, out: Path, diffusion_steps: int) -> BaseTrainConfig:
         batch_size=4,
         warmup_steps=2,
         checkpoint_every=2,
+        sample_steps=2,
         seed=1,
     )
 

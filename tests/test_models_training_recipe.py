@@ -124,6 +124,7 @@ def _v2_config(scenes: Path, out: Path, diffusion_steps: int) -> BaseTrainConfig
         lr_schedule="cosine",
         checkpoint_every=2,
         snapshot_every=2,
+        sample_steps=2,
         seed=2,
     )
 

@@ -31,7 +31,7 @@ from .attention import JointLayout
 from .schedules import ConstantSchedule
 from .vae_training import load_packed_intrinsics, uint8_to_packed
 
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "data", "out")
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "sample_steps", "data", "out")
 SAMPLE_PROMPTS = (
     "a red cube to the left of a blue sphere",
     "a large yellow cylinder and a small green cone on a wooden floor",
@@ -58,12 +58,13 @@ class ILDMTrainConfig:
     caption_dropout: float = 0.1
     exclude_held_out: bool = True
     checkpoint_every: int = 250
+    sample_steps: int = 25  # denoising steps of the sample grids drawn at each checkpoint
     keep_checkpoints: int = 2
     max_scenes: int | None = 10000
     seed: int = 0
 
     def validate(self) -> ILDMTrainConfig:
-        for name in ("rank", "steps", "batch_size", "checkpoint_every", "keep_checkpoints"):
+        for name in ("rank", "steps", "batch_size", "checkpoint_every", "keep_checkpoints", "sample_steps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
@@ -173,7 +174,7 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
             if ema is not None:
                 ema.store(params)
                 ema.copy_to(params)
-            save_sample_grid(pipe, run / "samples" / f"step-{done:07d}.png")
+            save_sample_grid(pipe, run / "samples" / f"step-{done:07d}.png", steps=cfg.sample_steps)
             if ema is not None:
                 ema.restore(params)
             unet.train()
@@ -186,7 +187,7 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
     return folder
 
 
-def save_sample_grid(pipe: Any, path: Path, prompts: tuple[str, ...] = SAMPLE_PROMPTS) -> None:
+def save_sample_grid(pipe: Any, path: Path, prompts: tuple[str, ...] = SAMPLE_PROMPTS, steps: int = 25) -> None:
     """Each prompt's image beside its depth, normals, segmentation and line drawing (Drop schedule)."""
     from PIL import Image
 
@@ -194,7 +195,9 @@ def save_sample_grid(pipe: Any, path: Path, prompts: tuple[str, ...] = SAMPLE_PR
 
     pipe.unet.eval()
     with torch.no_grad():
-        out = pipe(list(prompts), num_inference_steps=25, generator=torch.Generator().manual_seed(0), schedule="drop")
+        out = pipe(
+            list(prompts), num_inference_steps=steps, generator=torch.Generator().manual_seed(0), schedule="drop"
+        )
     tiles, captions = [], []
     for k, (image, prompt) in enumerate(zip(out.images, prompts, strict=True)):
         pictures = out.intrinsics.visualise(k)

@@ -56,7 +56,15 @@ logger = logging.getLogger(__name__)
 STAGES = ("vae", "diffusion")
 # Settings a resumed run may change: training longer or shorter, checkpointing more or less often,
 # and where the data and the run folder live (a run may be moved to another machine).
-RESUMABLE_CHANGES = ("diffusion_steps", "checkpoint_every", "keep_checkpoints", "snapshot_every", "data", "out")
+RESUMABLE_CHANGES = (
+    "diffusion_steps",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "snapshot_every",
+    "sample_steps",
+    "data",
+    "out",
+)
 LR_SCHEDULES = ("constant", "cosine")
 MIXED_PRECISION = ("no", "bf16")
 SAMPLE_PROMPTS = (
@@ -108,6 +116,8 @@ class BaseTrainConfig:
     vae_mixed_precision: str = "no"
     # Keep the EMA weights every this many diffusion steps in snapshots/, for learning curves (None: no snapshots).
     snapshot_every: int | None = None
+    # Denoising steps of the sample grids drawn at each checkpoint.
+    sample_steps: int = 25
 
     def validate(self) -> BaseTrainConfig:
         TinySDConfig.from_dict(self.model)
@@ -342,14 +352,17 @@ def train_diffusion(
         if done % cfg.checkpoint_every == 0 or done == cfg.diffusion_steps:
             elapsed = seconds + time.perf_counter() - clock
             save_checkpoint(run, "diffusion", done, unwrapped, optimizer, ema, cfg.keep_checkpoints, elapsed)
-            _sample_grid(pipe, ema, params, run / "samples" / f"step-{done:07d}.png", accelerator.device)
+            path = run / "samples" / f"step-{done:07d}.png"
+            _sample_grid(pipe, ema, params, path, accelerator.device, cfg.sample_steps)
     seconds += time.perf_counter() - clock
     ema.copy_to(params)  # ship the EMA weights
     pipe.unet, pipe.text_encoder = accelerator.unwrap_model(unet).eval(), accelerator.unwrap_model(text_encoder).eval()
     return pipe, seconds
 
 
-def _sample_grid(pipe: StableDiffusionPipeline, ema: EMAModel, params: list, path: Path, device: torch.device) -> None:
+def _sample_grid(
+    pipe: StableDiffusionPipeline, ema: EMAModel, params: list, path: Path, device: torch.device, steps: int = 25
+) -> None:
     from ..image_grid import image_grid
 
     ema.store(params)
@@ -361,7 +374,7 @@ def _sample_grid(pipe: StableDiffusionPipeline, ema: EMAModel, params: list, pat
         with torch.no_grad():
             images = pipe(
                 list(SAMPLE_PROMPTS),
-                num_inference_steps=25,
+                num_inference_steps=steps,
                 guidance_scale=7.5,
                 generator=torch.Generator(device).manual_seed(0),
                 output_type="pil",
