@@ -34,12 +34,13 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--recogniser", default=None, help="recogniser folder (default: the embedded one)")
     args = parser.parse_args()
     torch.manual_seed(0)
     pipe = load_pipeline(args.model)
     prompts = [sample.captions["attributes"] for sample in attribute_scenes(pipe, args.prompts)]
     results = generate_images(pipe, prompts, n=args.seeds, seed=42, settings=GenerationSettings(steps=args.steps))
-    detections = SceneRecogniser.load().detect([r.image for r in results])
+    detections = SceneRecogniser.load(args.recogniser).detect([r.image for r in results])
     captions = []
     for result, found in zip(results, detections, strict=True):
         hit = set(prompt_objects(result.prompt)) <= {(d.colour, d.shape) for d in found}

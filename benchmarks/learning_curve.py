@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=25, help="DDIM sampling steps")
     parser.add_argument("--png", type=Path, default=None)
+    parser.add_argument("--recogniser", default=None, help="recogniser folder (default: the embedded one)")
     parser.add_argument("--plot-only", action="store_true")
     args = parser.parse_args()
     quiet_libraries()
@@ -109,9 +110,10 @@ def main() -> None:
     cfg = BaseTrainConfig.from_file(args.run / "config.json")
     cache = args.run / "learning-curve.jsonl"
     rows = [json.loads(line) for line in cache.read_text().splitlines()] if cache.is_file() else []
-    done = {(r["step"], r["prompts"], r["seeds"], r["sampling_steps"]) for r in rows}
+    detector = args.recogniser or "embedded"
+    done = {(r["step"], r["prompts"], r["seeds"], r["sampling_steps"]) for r in rows if r.get("recogniser") == detector}
     if not args.plot_only:
-        recogniser = SceneRecogniser.load()
+        recogniser = SceneRecogniser.load(args.recogniser)
         offset = vae_hours(args.run)
         for step, folder in list_snapshots(args.run):
             if step % args.every or (step, args.prompts, args.seeds, args.steps) in done:
@@ -127,13 +129,16 @@ def main() -> None:
                 "prompts": args.prompts,
                 "seeds": args.seeds,
                 "sampling_steps": args.steps,
+                "recogniser": detector,
                 **scores,
             }
             rows.append(row)
             with cache.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
-    rows = [r for r in rows if r["prompts"] == args.prompts and r["seeds"] == args.seeds]
+    rows = [
+        r for r in rows if r["prompts"] == args.prompts and r["seeds"] == args.seeds and r.get("recogniser") == detector
+    ]
     if not rows:
         raise SystemExit(f"no scored snapshots in {args.run}; train with snapshot_every set")
     png = args.png or args.run / "learning-curve.png"
