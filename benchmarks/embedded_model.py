@@ -131,16 +131,18 @@ def object_accuracy_ceiling(pipe, recogniser, n_prompts: int) -> dict[str, float
     round trip and the generated images is the UNet's (and text encoder's) to close.
     """
     samples = attribute_scenes(pipe, n_prompts)
+    return {**round_trip_scores(pipe.vae, recogniser, samples), "ceiling_scenes": len(samples)}
+
+
+@torch.no_grad()
+def round_trip_scores(vae, recogniser, samples, prefix: str = "vae_round_trip") -> dict[str, float]:
+    """Object accuracy of scenes' renders (``renders_*``) and of their mean-latent round trips through ``vae``."""
     prompts = [sample.captions["attributes"] for sample in samples]
     x = torch.from_numpy(np.stack([sample.rgb for sample in samples])).permute(0, 3, 1, 2).float() / 127.5 - 1
     recon = torch.cat(
-        [pipe.vae.decode(pipe.vae.encode(x[i : i + 64]).latent_dist.mean).sample for i in range(0, len(x), 64)]
+        [vae.decode(vae.encode(x[i : i + 64]).latent_dist.mean).sample for i in range(0, len(x), 64)]
     ).clamp(-1, 1)
-    return {
-        **score_objects(recogniser, x, prompts, "renders"),
-        **score_objects(recogniser, recon, prompts, "vae_round_trip"),
-        "ceiling_scenes": len(samples),
-    }
+    return {**score_objects(recogniser, x, prompts, "renders"), **score_objects(recogniser, recon, prompts, prefix)}
 
 
 def relation_accuracy(pipe, recogniser, n_prompts: int, seeds: int, steps: int) -> dict[str, float]:

@@ -26,7 +26,7 @@ import torch
 from accelerate import Accelerator
 
 sys.path.insert(0, str(Path(__file__).parent))
-from embedded_model import score_objects  # noqa: E402
+from embedded_model import round_trip_scores  # noqa: E402
 
 from spatialgen.eval.scene.recogniser import SceneRecogniser  # noqa: E402
 from spatialgen.fileio import atomic_write_json  # noqa: E402
@@ -48,17 +48,16 @@ VARIANTS = {
 }
 
 
-@torch.no_grad()
-def round_trip_objects(vae, recogniser, samples) -> dict[str, float]:
-    prompts = [sample.captions["attributes"] for sample in samples]
-    x = torch.from_numpy(np.stack([sample.rgb for sample in samples])).permute(0, 3, 1, 2).float() / 127.5 - 1
-    recon = torch.cat(
-        [vae.decode(vae.encode(x[i : i + 64]).latent_dist.mean).sample for i in range(0, len(x), 64)]
-    ).clamp(-1, 1)
-    return {
-        **score_objects(recogniser, x, prompts, "renders"),
-        **score_objects(recogniser, recon, prompts, "round_trip"),
-    }
+def held_out_sets(card: dict, resolution: int, n: int) -> tuple[torch.Tensor, list]:
+    """Held-out renders of the data's distribution (for PSNR) and 1-3-object scenes (for the round trip)."""
+    renders = held_out_renders(n, resolution, model_scene_config(card, max_objects=None))
+    samples = [make_sample(scene_seed(HELD_OUT_SEED + 1, i), resolution, model_scene_config(card)) for i in range(n)]
+    return renders, samples
+
+
+def vae_scores(vae, recogniser, renders, samples) -> dict[str, float]:
+    mse = reconstruction_mse(vae, renders)
+    return {"psnr_db": float(10 * np.log10(1 / mse)), **round_trip_scores(vae, recogniser, samples, "round_trip")}
 
 
 def main() -> None:
@@ -74,18 +73,13 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=256, help="held-out scenes scored")
     parser.add_argument("--score", type=Path, default=None, help="only score this trained VAE folder")
     args = parser.parse_args()
+    card = {"data": json.loads((Path(args.data) / "manifest.json").read_text())["params"]}
+    recogniser = SceneRecogniser.load()
     if args.score is not None:
         from diffusers import AutoencoderKL
 
-        card = {"data": json.loads((Path(args.data) / "manifest.json").read_text())["params"]}
         vae = AutoencoderKL.from_pretrained(args.score, use_safetensors=True).eval()
-        renders = held_out_renders(args.scenes, vae.config.sample_size, model_scene_config(card, max_objects=None))
-        samples = [
-            make_sample(scene_seed(HELD_OUT_SEED + 1, i), vae.config.sample_size, model_scene_config(card))
-            for i in range(args.scenes)
-        ]
-        mse = reconstruction_mse(vae, renders)
-        scores = {"psnr_db": float(10 * np.log10(1 / mse)), **round_trip_objects(vae, SceneRecogniser.load(), samples)}
+        scores = vae_scores(vae, recogniser, *held_out_sets(card, vae.config.sample_size, args.scenes))
         print(json.dumps({"vae": str(args.score), **scores}, indent=2))
         return
 
@@ -93,13 +87,7 @@ def main() -> None:
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     data = SceneTensors.from_shards(args.data, args.max_scenes)
-    card = {"data": json.loads((Path(args.data) / "manifest.json").read_text())["params"]}
-    renders = held_out_renders(args.scenes, data.resolution, model_scene_config(card, max_objects=None))
-    samples = [
-        make_sample(scene_seed(HELD_OUT_SEED + 1, i), data.resolution, model_scene_config(card))
-        for i in range(args.scenes)
-    ]
-    recogniser = SceneRecogniser.load()
+    held_out = held_out_sets(card, data.resolution, args.scenes)
     for name in args.variants:
         if name in results:
             continue
@@ -128,14 +116,12 @@ def main() -> None:
         accelerator = Accelerator(cpu=True)
         vae = train_vae(cfg, data, build_pipeline(model).vae, accelerator, None)
         seconds = time.perf_counter() - start
-        mse = reconstruction_mse(vae, renders)
         results[name] = {
             **VARIANTS[name],
             "steps": args.steps,
             "batch_size": args.batch_size,
             "seconds": seconds,
-            "psnr_db": float(10 * np.log10(1 / mse)),
-            **round_trip_objects(vae, recogniser, samples),
+            **vae_scores(vae, recogniser, *held_out),
         }
         atomic_write_json(results_path, results)
         print(name, json.dumps(results[name]), flush=True)
