@@ -344,12 +344,14 @@ def train_diffusion(
         ema.step(params)
         bar.set_postfix(loss=f"{per_sample.mean().item():.4f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
         done = step + 1
-        if not accelerator.is_main_process:
+        snapshot = bool(cfg.snapshot_every) and done % cfg.snapshot_every == 0
+        checkpoint = done % cfg.checkpoint_every == 0 or done == cfg.diffusion_steps
+        if not accelerator.is_main_process or not (snapshot or checkpoint):
             continue
         unwrapped = {k: accelerator.unwrap_model(m) for k, m in (("unet", unet), ("text_encoder", text_encoder))}
-        if cfg.snapshot_every and done % cfg.snapshot_every == 0:
+        if snapshot:
             save_snapshot(run, done, seconds + time.perf_counter() - clock, unwrapped, ema, params)
-        if done % cfg.checkpoint_every == 0 or done == cfg.diffusion_steps:
+        if checkpoint:
             elapsed = seconds + time.perf_counter() - clock
             save_checkpoint(run, "diffusion", done, unwrapped, optimizer, ema, cfg.keep_checkpoints, elapsed)
             path = run / "samples" / f"step-{done:07d}.png"
