@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from spatialgen.eval.metrics.quality import scene_quality
-from spatialgen.eval.metrics.statistics import bootstrap_interval
+from spatialgen.eval.metrics.statistics import bootstrap_interval, bootstrap_ratio_interval
 from spatialgen.eval.prompts.scene_prompts import prompt_objects, relational_prompts
 from spatialgen.eval.scene.recogniser import SceneRecogniser
 from spatialgen.eval.scorers.visor import visor_scores
@@ -88,15 +88,11 @@ def score_objects(recogniser, images, prompts: list[str], prefix: str, per_promp
     by_prompt = np.asarray(all_found).reshape(-1, per_prompt).mean(axis=1)
     hits = np.asarray(object_hits, dtype=float).reshape(-1, per_prompt).sum(axis=1)
     named = np.asarray(objects, dtype=float).reshape(-1, per_prompt).sum(axis=1)
-    # per-object rate as a ratio of sums: resample prompts, keep each prompt's hits and objects together
-    rng = np.random.default_rng(0)
-    picks = rng.integers(0, len(hits), size=(2000, len(hits)))
-    ratios = hits[picks].sum(axis=1) / np.maximum(1, named[picks].sum(axis=1))
     return {
         f"{prefix}_all_objects": 100.0 * float(np.mean(all_found)),
         f"{prefix}_all_objects_ci": [100.0 * v for v in bootstrap_interval(by_prompt)],
         f"{prefix}_per_object": 100.0 * float(sum(object_hits)) / max(1, sum(objects)),
-        f"{prefix}_per_object_ci": [float(v) for v in 100.0 * np.percentile(ratios, [2.5, 97.5])],
+        f"{prefix}_per_object_ci": [100.0 * v for v in bootstrap_ratio_interval(hits, named)],
     }
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spatialgen.eval.metrics.statistics import bootstrap_interval, paired_difference_interval
+from spatialgen.eval.metrics.statistics import bootstrap_interval, bootstrap_ratio_interval, paired_difference_interval
 
 
 def test_a_constant_rate_has_a_degenerate_interval_and_a_spread_one_brackets_its_mean() -> None:
@@ -25,3 +25,15 @@ def test_paired_differences_resample_prompts_together() -> None:
         paired_difference_interval([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="non-empty"):
         bootstrap_interval([])
+
+
+def test_a_ratio_interval_resamples_numerators_with_their_denominators() -> None:
+    hits, named = np.array([1.0, 2.0, 3.0] * 20), np.array([1.0, 2.0, 3.0] * 20)
+    assert bootstrap_ratio_interval(hits, named) == (1.0, 1.0)  # every prompt at rate 1: no spread at all
+    rng = np.random.default_rng(2)
+    named = rng.integers(1, 4, 300).astype(float)
+    hits = rng.binomial(named.astype(int), 0.4).astype(float)
+    low, high = bootstrap_ratio_interval(hits, named)
+    assert low < hits.sum() / named.sum() < high and high - low < 0.15
+    with pytest.raises(ValueError, match="one length"):
+        bootstrap_ratio_interval([1.0, 2.0], [1.0])

@@ -18,12 +18,31 @@ def bootstrap_interval(
     values = np.asarray(per_prompt, dtype=np.float64)
     if values.ndim != 1 or len(values) == 0:
         raise ValueError(f"per_prompt must be a non-empty 1-D sequence, got shape {values.shape}")
+    return bootstrap_ratio_interval(values, np.ones_like(values), n_resamples, level, seed)
+
+
+def bootstrap_ratio_interval(
+    numerators: Sequence[float] | np.ndarray,
+    denominators: Sequence[float] | np.ndarray,
+    n_resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of ``sum(numerators) / sum(denominators)``, resampling prompts whole.
+
+    For rates whose prompts weigh differently (objects found / objects named, where a prompt names 1-3):
+    each resample keeps a prompt's numerator and denominator together. With unit denominators it is the
+    interval of the mean.
+    """
+    top, bottom = np.asarray(numerators, dtype=np.float64), np.asarray(denominators, dtype=np.float64)
+    if top.ndim != 1 or len(top) == 0 or top.shape != bottom.shape:
+        raise ValueError(f"need two non-empty 1-D sequences of one length, got shapes {top.shape} and {bottom.shape}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(n_resamples, len(values)))].mean(axis=1)
+    picks = np.random.default_rng(seed).integers(0, len(top), size=(n_resamples, len(top)))
+    ratios = top[picks].sum(axis=1) / np.maximum(bottom[picks].sum(axis=1), 1e-12)
     tail = 100 * (1 - level) / 2
-    low, high = np.percentile(means, [tail, 100 - tail])
+    low, high = np.percentile(ratios, [tail, 100 - tail])
     return float(low), float(high)
 
 
