@@ -23,6 +23,7 @@ import torch
 
 from spatialgen.cli.scenes import make_command
 from spatialgen.models.pipeline import embedded_path, load_pipeline, model_card, save_pipeline
+from spatialgen.training_harness import resume_history
 
 MEASURE_COMMAND = "python benchmarks/embedded_model.py --out FILE.json"
 
@@ -120,6 +121,9 @@ def main() -> None:
         "spatialgen train base --config src/spatialgen/weights/embedded/spatialgen.json "
         "--data data/scenes-train --out runs/base",
     ]
+    resumes = resume_history(args.run)
+    if resumes:  # settings changed mid-run (e.g. diffusion_steps, and with it the cosine schedule's length)
+        config["resumes"] = resumes
     seconds = config.get("training_seconds") or {}
     if all(seconds.get(stage) for stage in ("vae", "diffusion")):
         config["cpu_hours"] = {stage: round(value / 3600, 3) for stage, value in seconds.items()}

@@ -143,8 +143,35 @@ def open_run(
                 f"--resume with other settings than the run's config.json (changed: {changed}); "
                 f"pass --config {config_path} (only {', '.join(resumable)} may change on resume)"
             )
+        record_resume(
+            run, resume, {k: [saved.get(k), config.get(k)] for k in resumable if saved.get(k) != config.get(k)}
+        )
     atomic_write_json(config_path, config)
     return run
+
+
+def record_resume(run: Path, resume: str, changes: dict[str, list[Any]]) -> None:
+    """Append a resume that changed settings to ``resumes.json`` (``{setting: [before, after]}`` and the step).
+
+    ``config.json`` keeps only the latest settings, so without this record a run whose
+    ``diffusion_steps`` grew or shrank mid-way (and with it its cosine schedule) could not be told
+    from one trained with the final settings from the start.
+    """
+    if not changes:
+        return
+    checkpoint = find_resume(run, resume)
+    path = run / "resumes.json"
+    history = json.loads(path.read_text()) if path.is_file() else []
+    step = int(json.loads((checkpoint / "state.json").read_text())["step"]) if checkpoint is not None else 0
+    stage = checkpoint.name.split("-")[0] if checkpoint is not None else None
+    history.append({"stage": stage, "step": step, "changed": changes})
+    atomic_write_json(path, history)
+
+
+def resume_history(run: Path) -> list[dict[str, Any]]:
+    """The settings changes a run's resumes made, oldest first (see :func:`record_resume`)."""
+    path = Path(run) / "resumes.json"
+    return json.loads(path.read_text()) if path.is_file() else []
 
 
 def resume_step(
