@@ -15,7 +15,7 @@ LAYERS: list[set[str]] = [
     {"triplets", "intrinsic_files", "scenes"},
     {"models", "eval"},
     {"guidance"},
-    {"ildm"},
+    {"ildm", "ilora"},
     {"generators"},
     {"generate"},
     {"cli", "__main__"},

@@ -12,6 +12,7 @@ from ..logs import console, setup_logging
 from .common import friendly_errors
 from .evaluate import eval_app
 from .generation import generate
+from .intrinsics import intrinsics_app
 from .scenes import scenes_app
 from .train import train_app
 
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.add_typer(scenes_app, name="scenes")
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
+app.add_typer(intrinsics_app, name="intrinsics")
 app.command("generate")(generate)
 
 

@@ -352,3 +352,64 @@ def train_ildm_command(
     console.print(
         f"I-LDM pipeline written to {folder}; try: spatialgen generate 'a red cube' --method ildm --model {folder}"
     )
+
+
+@train_app.command("ilora")
+@friendly_errors
+def train_ilora_command(
+    data: Path | None = typer.Option(None, "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder: config, checkpoints, adapter/, held-out.json."),
+    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
+    intrinsic: str | None = typer.Option(None, "--intrinsic", help="normal, depth, albedo or shading."),
+    variant: str | None = typer.Option(
+        None, "--variant", help="single_step (one UNet call), augmented (multi-step, image latent on conv_in), decoder."
+    ),
+    base: str | None = typer.Option(None, "--base", help="Base pipeline: 'embedded', a folder or a hub id."),
+    rank: int | None = typer.Option(None, "--rank", help="LoRA rank (paper: 8)."),
+    layers: str | None = typer.Option(None, "--layers", help="Attention the LoRA sits on: both, self or cross."),
+    steps: int | None = typer.Option(None, "--steps", help="Training steps."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size."),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate (constant)."),
+    max_scenes: int | None = typer.Option(None, "--max-scenes", help="Labelled training images: the first N scenes."),
+    labels: str | None = typer.Option(
+        None, "--labels", help="Supervision: 'exact', 'estimator' or an estimator folder."
+    ),
+    random_init: bool | None = typer.Option(
+        None, "--random-init/--pretrained", help="Control experiment: a randomly initialised UNet of the same shape."
+    ),
+    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
+    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
+    resume: str | None = typer.Option(None, "--resume", help=_RESUME_HELP),
+    cpu: bool = typer.Option(False, "--cpu", help=_CPU_HELP),
+) -> None:
+    """Train one Intrinsic LoRA adapter: the base model predicts an intrinsic through its own output head."""
+    quiet_libraries()
+    import json
+
+    from ..ilora.training import ILoRATrainConfig, train_ilora
+
+    cfg = build_config(
+        ILoRATrainConfig,
+        config,
+        data=data,
+        out=out,
+        intrinsic=intrinsic,
+        variant=variant,
+        base=base,
+        rank=rank,
+        layers=layers,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        max_scenes=max_scenes,
+        labels=labels,
+        random_init=random_init,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+    )
+    folder = train_ilora(cfg, resume=resume, cpu=cpu)
+    console.print(json.dumps(json.loads((Path(cfg.out) / "held-out.json").read_text()), indent=2), highlight=False)
+    console.print(
+        f"adapter written to {folder}; try: spatialgen intrinsics extract --images DIR --out DIR --lora {folder}",
+        highlight=False,
+    )

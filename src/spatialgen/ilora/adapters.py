@@ -1,0 +1,233 @@
+"""Intrinsic LoRA adapters: where they go, how they are named, saved, checked and loaded.
+
+One adapter per intrinsic, named after it (``normal``, ``depth``, ...), so several live on one
+base and are swapped with :func:`activate`. Three variants:
+
+* ``single_step``: LoRA on the UNet's attention (self ``attn1``, cross ``attn2`` or both);
+  saved in the diffusers LoRA format, so ``pipe.load_lora_weights(folder,
+  weight_name="pytorch_lora_weights.safetensors", adapter_name="normal")`` loads it into any
+  Stable Diffusion pipeline with this UNet;
+* ``augmented``: the same LoRA on a UNet whose ``conv_in`` takes the image latent as extra input
+  channels (InstructPix2Pix style). The widened ``conv_in`` is frozen with zero weights on the
+  new channels, so it is rebuilt from the base on load and never stored;
+* ``decoder``: LoRA on the attention of the VAE decoder (saved in peft's format).
+
+Each adapter folder holds its weights and ``ilora.json`` (the card: intrinsic, variant, rank,
+layers, timestep, the base model's name and weight fingerprint, the training config and held-out
+scores). The fingerprint makes "this LoRA belongs to another base model" an error that names both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import torch
+
+from .targets import check_intrinsic
+
+VARIANTS: Final[tuple[str, ...]] = ("single_step", "augmented", "decoder")
+LAYER_CHOICES: Final[tuple[str, ...]] = ("both", "self", "cross")
+PROJECTIONS: Final[str] = r"(to_q|to_k|to_v|to_out\.0)"
+CARD: Final[str] = "ilora.json"
+UNET_WEIGHTS: Final[str] = "pytorch_lora_weights.safetensors"
+DECODER_WEIGHTS: Final[str] = "decoder_lora.safetensors"
+NORMAL_CONVENTION: Final[str] = "camera space, x right, y up, z toward the camera, stored as (n + 1) / 2"
+
+
+def check_variant(variant: str) -> str:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown I-LoRA variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    return variant
+
+
+def target_pattern(variant: str, layers: str = "both") -> str:
+    """The peft ``target_modules`` regex of a variant: which attention projections get LoRA."""
+    check_variant(variant)
+    if layers not in LAYER_CHOICES:
+        raise ValueError(f"layers must be one of {', '.join(LAYER_CHOICES)}, got {layers!r}")
+    if variant == "decoder":
+        if layers != "both":
+            raise ValueError("the decoder variant has only self-attention; leave layers at 'both'")
+        return rf"^decoder\..*attentions\.\d+\.{PROJECTIONS}$"
+    attention = {"both": "attn[12]", "self": "attn1", "cross": "attn2"}[layers]
+    return rf".*\.{attention}\.{PROJECTIONS}$"
+
+
+def base_fingerprint(module: torch.nn.Module) -> str:
+    """A short hash of a base network's weights (names, shapes and leading values in fp16).
+
+    Taken before any adapter is added; LoRA layers and peft's ``base_layer`` renaming are ignored,
+    and values are rounded to fp16, so the fp32 training copy and the fp16 shipped copy of one
+    model agree while different models (or a retrained one) do not.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        if ".lora_" in name:
+            continue
+        digest.update(name.replace(".base_layer", "").encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().flatten()[:512].to("cpu", torch.float16).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def add_adapter(module: torch.nn.Module, name: str, variant: str, rank: int = 8, layers: str = "both") -> int:
+    """Add a trainable LoRA adapter ``name`` to ``module`` (a UNet, or a VAE for ``decoder``); returns its size.
+
+    A ~ N(0, 1/r), B = 0 (peft's "gaussian" initialisation, as the paper's code): a new adapter
+    leaves the base's output unchanged. Everything but this adapter is frozen.
+    """
+    from peft import LoraConfig, inject_adapter_in_model
+
+    if rank <= 0:
+        raise ValueError(f"LoRA rank must be positive, got {rank}")
+    config = LoraConfig(
+        r=rank, lora_alpha=rank, target_modules=target_pattern(variant, layers), init_lora_weights="gaussian"
+    )
+    inject_adapter_in_model(config, module, adapter_name=name)
+    added = 0
+    for parameter_name, parameter in module.named_parameters():
+        trainable = f".lora_A.{name}." in parameter_name or f".lora_B.{name}." in parameter_name
+        parameter.requires_grad_(trainable)
+        added += parameter.numel() if trainable else 0
+    if added == 0:
+        raise ValueError(f"{type(module).__name__} has no attention layer for the {variant} variant ({layers})")
+    activate(module, name)
+    return added
+
+
+def adapter_parameters(module: torch.nn.Module, name: str) -> list[torch.nn.Parameter]:
+    return [p for n, p in module.named_parameters() if f".lora_A.{name}." in n or f".lora_B.{name}." in n]
+
+
+def activate(module: torch.nn.Module, name: str) -> None:
+    """Make ``name`` the one active adapter of every LoRA layer in ``module``."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    found = False
+    for layer in module.modules():
+        if isinstance(layer, BaseTunerLayer) and name in layer.lora_A:
+            layer.set_adapter(name)
+            found = True
+    if not found:
+        raise ValueError(f"no adapter named {name!r} is loaded")
+
+
+def widen_conv_in(unet: torch.nn.Module, extra: int) -> torch.nn.Module:
+    """Give ``unet.conv_in`` ``extra`` more input channels with zero weights (frozen): the augmented input.
+
+    With zero weights on the new channels the widened UNet computes exactly what the base does,
+    whatever image latent rides along, so training starts from the base model.
+    """
+    old = unet.conv_in
+    if old.in_channels != unet.config.in_channels:
+        raise ValueError("conv_in is already widened")
+    new = torch.nn.Conv2d(old.in_channels + extra, old.out_channels, old.kernel_size, old.stride, old.padding)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, : old.in_channels].copy_(old.weight)
+        new.bias.copy_(old.bias)
+    new.requires_grad_(False)
+    unet.conv_in = new.to(old.weight.device, old.weight.dtype)
+    return unet
+
+
+def save_adapter(module: torch.nn.Module, name: str, folder: str | os.PathLike[str], card: Mapping[str, Any]) -> Path:
+    """Write adapter ``name`` of ``module`` and its card to ``folder`` (replaced atomically)."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    from ..fileio import atomic_write_json, replace_dir
+
+    variant = check_variant(card["variant"])
+    state = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(module, adapter_name=name).items()}
+    folder = Path(folder)
+    with replace_dir(folder) as tmp:
+        if variant == "decoder":
+            save_file(state, str(tmp / DECODER_WEIGHTS), metadata={"format": "pt"})
+        else:
+            from diffusers import StableDiffusionPipeline
+
+            StableDiffusionPipeline.save_lora_weights(
+                tmp,
+                unet_lora_layers=state,
+                weight_name=UNET_WEIGHTS,
+                unet_lora_adapter_metadata={
+                    "r": card["rank"],
+                    "lora_alpha": card["rank"],
+                    "target_modules": target_pattern(variant, card["layers"]),
+                },
+            )
+        atomic_write_json(tmp / CARD, dict(card))
+    return folder
+
+
+def read_card(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """The card of an adapter folder, checked; a clear error for a folder that is not one."""
+    folder = Path(folder)
+    path = folder / CARD
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{str(folder)!r} is not an I-LoRA adapter folder (no {CARD}); `spatialgen train ilora`"
+        )
+    try:
+        card = json.loads(path.read_text())
+        check_intrinsic(card["intrinsic"])
+        check_variant(card["variant"])
+    except (json.JSONDecodeError, KeyError, ValueError) as error:
+        raise ValueError(f"{path} is not a valid I-LoRA card: {error}") from error
+    return card
+
+
+def check_base(card: Mapping[str, Any], fingerprint: str, model: str) -> None:
+    """Refuse an adapter trained on another base model, naming both."""
+    trained = card.get("base", {})
+    if trained.get("fingerprint") != fingerprint:
+        raise ValueError(
+            f"the {card['intrinsic']} I-LoRA was trained for base model {trained.get('model')!r} "
+            f"(weights {trained.get('fingerprint')}), but the model given is {model!r} (weights {fingerprint}); "
+            f"load it with --model {trained.get('model')} or train an adapter for {model!r}"
+        )
+
+
+def load_adapter(module: torch.nn.Module, folder: str | os.PathLike[str], pipe: Any = None) -> dict[str, Any]:
+    """Load the adapter in ``folder`` into ``module`` under its intrinsic's name; returns its card.
+
+    UNet adapters load through diffusers' ``pipe.load_lora_weights`` (the path users take); the
+    decoder's through peft. A file that does not parse, or whose tensors do not fit, is an error
+    and leaves nothing half-loaded behind to be used.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    card = read_card(folder)
+    name = card["intrinsic"]
+    weights = folder / (DECODER_WEIGHTS if card["variant"] == "decoder" else UNET_WEIGHTS)
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} is missing; re-train or re-copy the adapter")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"{weights} is not a readable safetensors file ({error}); re-train or re-copy it") from error
+    try:
+        if card["variant"] == "decoder":
+            from peft import set_peft_model_state_dict
+
+            add_adapter(module, name, "decoder", card["rank"], card["layers"])
+            result = set_peft_model_state_dict(module, state, adapter_name=name)
+            unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora" in k]
+            if unexpected:
+                raise ValueError(f"unexpected keys {unexpected[:3]}")
+        else:
+            pipe.load_lora_weights(str(folder), weight_name=UNET_WEIGHTS, adapter_name=name)
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise ValueError(f"the LoRA in {str(folder)!r} does not fit this model: {error}") from error
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    activate(module, name)
+    return card

@@ -1,0 +1,214 @@
+"""Intrinsic LoRA: adapters start as the base, train only themselves, resume exactly, load where users load
+LoRAs, refuse what does not fit, and extract maps for any folder of images."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from spatialgen.cli import app
+from spatialgen.ilora import ILoRATrainConfig, IntrinsicLoRAModel, image_to_map, map_to_image, train_ilora
+from spatialgen.ilora.adapters import UNET_WEIGHTS, add_adapter, read_card, save_adapter
+from spatialgen.ilora.extract import IntrinsicExtractor
+from spatialgen.ilora.targets import INTRINSICS, parse_intrinsics
+from spatialgen.ilora.training import load_labelled
+from spatialgen.intrinsic_files import load_maps
+from spatialgen.models import build_pipeline, save_pipeline
+from spatialgen.scenes import DatasetParams, make_dataset
+
+from .conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ilora")
+    torch.manual_seed(0)
+    save_pipeline(build_pipeline(TINY), root / "base")
+    torch.manual_seed(1)
+    save_pipeline(build_pipeline(TINY), root / "other-base")
+    make_dataset(root / "data", DatasetParams(n=16, resolution=32, seed=3, shard_size=16))
+    return root
+
+
+def _cfg(root: Path, out: str, steps: int, **overrides) -> ILoRATrainConfig:
+    settings = dict(
+        data=str(root / "data"),
+        out=str(root / out),
+        base=str(root / "base"),
+        rank=4,
+        steps=steps,
+        batch_size=4,
+        held_out=4,
+        checkpoint_every=2,
+    )
+    return ILoRATrainConfig(**{**settings, **overrides})
+
+
+def test_maps_survive_their_trip_through_an_rgb_image() -> None:
+    generator = torch.Generator().manual_seed(0)
+    for name, channels in (("depth", 1), ("albedo", 3), ("shading", 1)):
+        maps = torch.rand(2, channels, 8, 8, generator=generator)
+        image = map_to_image(name, maps)
+        assert image.shape == (2, 3, 8, 8) and image.min() >= -1 and image.max() <= 1
+        torch.testing.assert_close(image_to_map(name, image), maps)
+    unit = torch.nn.functional.normalize(torch.randn(2, 3, 8, 8, generator=generator), dim=1)
+    torch.testing.assert_close(image_to_map("normal", map_to_image("normal", (unit + 1) / 2)), (unit + 1) / 2)
+    with pytest.raises(ValueError, match="choose one of normal, depth, albedo, shading"):
+        parse_intrinsics("normal,specular")
+    assert parse_intrinsics("depth, normal,depth") == ("depth", "normal")
+
+
+def test_a_new_adapter_and_the_widened_conv_in_leave_the_base_unchanged(world: Path) -> None:
+    torch.manual_seed(0)
+    latents, t = torch.randn(2, 4, 16, 16), torch.tensor([999, 500])
+    for variant in ("single_step", "augmented"):
+        model = IntrinsicLoRAModel.from_base(str(world / "base"), variant)
+        base = IntrinsicLoRAModel.from_base(str(world / "base"), "single_step").pipe.unet
+        model.add("normal", rank=4)
+        text = model.text("normal", 2)
+        inputs = torch.cat([latents, torch.randn(2, 4, 16, 16)], 1) if variant == "augmented" else latents
+        with torch.no_grad():
+            torch.testing.assert_close(model.pipe.unet(inputs, t, text).sample, base(latents, t, text).sample)
+    decoder = IntrinsicLoRAModel.from_base(str(world / "base"), "decoder")
+    with torch.no_grad():
+        before = decoder.pipe.vae.decode(latents).sample
+        decoder.add("albedo", rank=4)
+        torch.testing.assert_close(decoder.pipe.vae.decode(latents).sample, before)
+    trainable = [n for n, p in decoder.pipe.vae.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("decoder.") and ".lora_" in n for n in trainable)
+
+
+def test_training_moves_only_the_adapter_and_resumes_bit_identically(world: Path) -> None:
+    whole = train_ilora(_cfg(world, "whole", 4, variant="augmented", intrinsic="depth"), cpu=True)
+    train_ilora(_cfg(world, "split", 2, variant="augmented", intrinsic="depth"), cpu=True)
+    split = train_ilora(_cfg(world, "split", 4, variant="augmented", intrinsic="depth"), resume="latest", cpu=True)
+    a, b = load_file(str(whole / UNET_WEIGHTS)), load_file(str(split / UNET_WEIGHTS))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(v.abs().sum() > 0 for k, v in a.items() if "lora_B" in k)  # B started at zero: it trained
+    assert all(k.startswith("unet.") and ".lora_" in k for k in a)  # the adapter alone, in diffusers' naming
+    card = read_card(whole)
+    assert card["intrinsic"] == "depth" and card["variant"] == "augmented" and card["rank"] == 4
+    assert card["parameters"]["lora"] == sum(v.numel() for v in a.values())
+    assert set(card["held_out"]) >= {"abs_rel", "delta1", "scenes", "seed"}
+
+
+@pytest.mark.parametrize("variant", ["single_step", "augmented", "decoder"])
+def test_a_saved_adapter_reloads_to_the_same_predictions(world: Path, variant: str) -> None:
+    trained = IntrinsicLoRAModel.from_base(str(world / "base"), variant)
+    trained.add("normal", rank=4)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # non-zero B: an adapter that changes the output
+        for name, parameter in trained.module.named_parameters():
+            if ".lora_B." in name:
+                parameter.copy_(0.1 * torch.randn(parameter.shape, generator=generator))
+    folder = save_adapter(trained.module, "normal", world / f"saved-{variant}", trained.card("normal"))
+    reloaded = IntrinsicLoRAModel.from_base(str(world / "base"), variant)
+    reloaded.load(folder)
+    plain = IntrinsicLoRAModel.from_base(str(world / "base"), variant)
+    plain.add("normal", rank=4)
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    a = trained.predict(images, "normal", steps=2, generator=torch.Generator().manual_seed(0))
+    b = reloaded.predict(images, "normal", steps=2, generator=torch.Generator().manual_seed(0))
+    c = plain.predict(images, "normal", steps=2, generator=torch.Generator().manual_seed(0))
+    assert a.shape == (2, 3, 32, 32)
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c, atol=1e-4)  # the adapter's weights, not the base, made the difference
+
+
+def test_a_single_step_adapter_loads_with_plain_diffusers(world: Path) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    folder = train_ilora(_cfg(world, "plain", 2, intrinsic="shading"), cpu=True)
+    model = IntrinsicLoRAModel.from_base(str(world / "base"), "single_step")
+    model.load(folder)
+    pipe = StableDiffusionPipeline.from_pretrained(world / "base", use_safetensors=True)
+    pipe.load_lora_weights(str(folder), weight_name=UNET_WEIGHTS, adapter_name="shading")
+    latents, t, text = torch.randn(1, 4, 16, 16), torch.tensor([999]), model.text("shading", 1)
+    with torch.no_grad():
+        torch.testing.assert_close(pipe.unet(latents, t, text).sample, model.pipe.unet(latents, t, text).sample)
+        pipe.unet.disable_adapters()
+        assert not torch.allclose(pipe.unet(latents, t, text).sample, model.pipe.unet(latents, t, text).sample)
+
+
+def test_loading_refuses_another_base_a_corrupt_file_and_a_missing_intrinsic(world: Path) -> None:
+    folder = train_ilora(_cfg(world, "refuse", 2, intrinsic="albedo"), cpu=True)
+    other = IntrinsicLoRAModel.from_base(str(world / "other-base"), "single_step")
+    with pytest.raises(ValueError, match=r"trained for base model '.*/base'.*model given is '.*/other-base'"):
+        other.load(folder)
+    broken = world / "broken"
+    shutil.copytree(folder, broken)
+    (broken / UNET_WEIGHTS).write_bytes(b"not a safetensors file")
+    model = IntrinsicLoRAModel.from_base(str(world / "base"), "single_step")
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        model.load(broken)
+    model.load(folder)
+    with pytest.raises(ValueError, match=r"no depth adapter is loaded \(loaded: albedo\)"):
+        model.predict(torch.zeros(1, 3, 32, 32), "depth")
+    with pytest.raises(ValueError, match="no adapter for \\['normal'\\]"):
+        IntrinsicExtractor.load("ilora", "normal", lora=folder, model=str(world / "base"))
+
+
+def test_control_experiment_and_label_checks() -> None:
+    with pytest.raises(ValueError, match="estimators give depth and normals only"):
+        ILoRATrainConfig(data="d", out="o", intrinsic="albedo", labels="estimator").validate()
+    with pytest.raises(ValueError, match="unknown I-LoRA variant 'multi'"):
+        ILoRATrainConfig(data="d", out="o", variant="multi").validate()
+    with pytest.raises(ValueError, match="has only self-attention"):
+        add_adapter(torch.nn.Linear(2, 2), "normal", "decoder", layers="cross")
+
+
+def test_random_init_replaces_the_unet_and_is_fingerprinted(world: Path) -> None:
+    pretrained = IntrinsicLoRAModel.from_base(str(world / "base"), "single_step")
+    control = IntrinsicLoRAModel.from_base(str(world / "base"), "single_step", random_init_seed=0)
+    again = IntrinsicLoRAModel.from_base(str(world / "base"), "single_step", random_init_seed=0)
+    assert control.fingerprint != pretrained.fingerprint and control.fingerprint == again.fingerprint
+    with pytest.raises(ValueError, match="decoder variant does not use one"):
+        IntrinsicLoRAModel.from_base(str(world / "base"), "decoder", random_init_seed=0)
+
+
+def test_pseudo_labels_are_the_estimators_maps(world: Path) -> None:
+    from spatialgen.eval.scene.scene_estimator import SceneEstimator
+
+    data = load_labelled(world / "data", "normal", 4, labels="estimator")
+    estimated = SceneEstimator.load().estimate(data.images.float() / 127.5 - 1)
+    expected = (torch.from_numpy(estimated.normal).permute(0, 3, 1, 2) + 1) / 2
+    torch.testing.assert_close(data.maps, expected)
+    exact = load_labelled(world / "data", "normal", 4)
+    assert not torch.allclose(exact.maps, data.maps)
+
+
+def test_extract_writes_maps_at_each_images_size_and_resumes(world: Path) -> None:
+    folder = train_ilora(_cfg(world, "extract", 2, intrinsic="depth"), cpu=True)
+    images, out = world / "in", world / "out"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(images / "wide.png")
+    Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8), "L").save(images / "grey.png")
+    Image.fromarray(rng.integers(0, 255, (30, 20, 4), dtype=np.uint8), "RGBA").save(images / "alpha.png")
+    (images / "wide.depth.png").write_bytes(b"")  # a map file beside an image is not an image to extract
+    args = ["intrinsics", "extract", "--images", str(images), "--out", str(out), "--intrinsics", "depth"]
+    args += ["--lora", str(folder), "--model", str(world / "base")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "3 image(s) written, 0 already done" in result.output and "2 resized" in result.output
+    for name, size in (("wide", (40, 48)), ("grey", (32, 32)), ("alpha", (30, 20))):
+        depth = load_maps(out / f"{name}.png", ("depth",))["depth"]
+        assert depth.shape == (1, *size) and 0 <= depth.min() and depth.max() <= 1
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "0 image(s) written, 3 already done" in again.output
+    bad = CliRunner().invoke(app, [*args[:-4], "--intrinsics", "depth,gloss", *args[-4:]])
+    assert bad.exit_code == 2 and "unknown intrinsic 'gloss'" in bad.output
+
+
+def test_every_intrinsic_has_a_prompt_and_exact_maps(world: Path) -> None:
+    for name in INTRINSICS:
+        data = load_labelled(world / "data", name, 2)
+        assert data.maps.shape[1] == (3 if name in ("normal", "albedo") else 1)
+        assert 0 <= float(data.maps.min()) and float(data.maps.max()) <= 1
