@@ -32,3 +32,9 @@ def score_maps(intrinsic: str, pred: Any, target: Any) -> dict[str, float]:
     else:
         scores = rms_metrics(pred, target)
     return {key: float(scores[key]) for key in MEASURES[intrinsic]}
+
+
+def per_image_scores(intrinsic: str, pred: Any, target: Any) -> dict[str, list[float]]:
+    """Each headline measure of each image on its own: what a bootstrap over images resamples."""
+    rows = [score_maps(intrinsic, p[None], t[None]) for p, t in zip(pred, target, strict=True)]
+    return {key: [row[key] for row in rows] for key in MEASURES[intrinsic]}
