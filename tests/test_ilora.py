@@ -3,6 +3,7 @@ LoRAs, refuse what does not fit, and extract maps for any folder of images."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -212,3 +213,28 @@ def test_every_intrinsic_has_a_prompt_and_exact_maps(world: Path) -> None:
         data = load_labelled(world / "data", name, 2)
         assert data.maps.shape[1] == (3 if name in ("normal", "albedo") else 1)
         assert 0 <= float(data.maps.min()) and float(data.maps.max()) <= 1
+
+
+def test_train_ilora_command_writes_an_adapter_and_its_config(world: Path) -> None:
+    out = world / "cli-run"
+    args = ["train", "ilora", "--data", str(world / "data"), "--out", str(out), "--base", str(world / "base")]
+    args += [
+        "--intrinsic",
+        "shading",
+        "--variant",
+        "decoder",
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--held-out",
+        "4",
+        "--cpu",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "adapter written to" in result.output and read_card(out / "adapter")["variant"] == "decoder"
+    config = ILoRATrainConfig(**json.loads((out / "config.json").read_text()))
+    assert (config.intrinsic, config.steps, config.rank) == ("shading", 1, 8)  # unset flags: the dataclass defaults
+    bad = CliRunner().invoke(app, [*args[:-1], "--labels", "estimator"])
+    assert bad.exit_code == 2 and "estimators give depth and normals only" in bad.output

@@ -374,6 +374,7 @@ def train_ilora_command(
     labels: str | None = typer.Option(
         None, "--labels", help="Supervision: 'exact', 'estimator' or an estimator folder."
     ),
+    held_out: int | None = typer.Option(None, "--held-out", help="Held-out renders the adapter is scored on."),
     random_init: bool | None = typer.Option(
         None, "--random-init/--pretrained", help="Control experiment: a randomly initialised UNet of the same shape."
     ),
@@ -403,6 +404,7 @@ def train_ilora_command(
         lr=lr,
         max_scenes=max_scenes,
         labels=labels,
+        held_out=held_out,
         random_init=random_init,
         checkpoint_every=checkpoint_every,
         seed=seed,
