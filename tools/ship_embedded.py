@@ -4,6 +4,7 @@
     python tools/ship_embedded.py --run runs/base-v2 --measured runs/base-v2/measured.json   # card with targets
     python tools/ship_embedded.py --run runs/vae-decoder   # the base with a fine-tuned decoder (same latents)
     python tools/ship_embedded.py --infsplign-weight 300   # record the InfSplign weight the sweep chose
+    python tools/ship_embedded.py --ilora runs/ilora-bench/normal-single_step/adapter ...   # I-LoRA adapters
 
 A newly shipped base model drops the old InfSplign recommendation (it was tuned for the old
 weights): re-run ``python benchmarks/infsplign.py weights`` and record the winner.
@@ -67,6 +68,23 @@ def ship_ildm(run: Path) -> None:
     print(f"embedded I-LDM: {size / 1e6:.1f} MB in {embedded_ildm_path()}")
 
 
+def ship_ilora(adapters: list[Path]) -> None:
+    """Copy I-LoRA adapters into weights/embedded-ilora/<intrinsic>/, after checking they fit the shipped base."""
+    from spatialgen.fileio import replace_dir
+    from spatialgen.ilora import IntrinsicLoRAModel, read_card
+    from spatialgen.ilora.extract import embedded_adapters_path
+
+    for folder in adapters:
+        card = read_card(folder)
+        model = IntrinsicLoRAModel.from_base("embedded", card["variant"])
+        model.load(folder)  # refuses an adapter trained on another base
+        with replace_dir(embedded_adapters_path() / card["intrinsic"]) as tmp:
+            for item in folder.iterdir():
+                shutil.copy(item, tmp / item.name)
+        size = sum(f.stat().st_size for f in folder.iterdir())
+        print(f"I-LoRA {card['intrinsic']} ({card['variant']}, rank {card['rank']}): {size / 1e3:.0f} kB shipped")
+
+
 WEIGHT_SWEEP = "python benchmarks/infsplign.py weights --prompts 64 --weights 300 1000 3000 10000"
 
 
@@ -90,6 +108,7 @@ def main() -> None:
     parser.add_argument("--estimator", type=Path, default=None, help="a `spatialgen train estimator` folder")
     parser.add_argument("--ildm", type=Path, default=None, help="a `spatialgen train ildm` run folder")
     parser.add_argument("--infsplign-weight", type=float, default=None, help="InfSplign weight for the model card")
+    parser.add_argument("--ilora", type=Path, nargs="+", default=[], help="I-LoRA adapter folders (train ilora)")
     parser.add_argument(
         "--measured", type=Path, default=None, help="`benchmarks/embedded_model.py --out` JSON of this run's model"
     )
@@ -99,6 +118,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.ildm is not None:
         ship_ildm(args.ildm)
+    if args.ilora:
+        ship_ilora(args.ilora)
     for name in ("recogniser", "estimator"):
         folder = getattr(args, name)
         if folder is not None:
