@@ -238,3 +238,19 @@ def test_train_ilora_command_writes_an_adapter_and_its_config(world: Path) -> No
     assert (config.intrinsic, config.steps, config.rank) == ("shading", 1, 8)  # unset flags: the dataclass defaults
     bad = CliRunner().invoke(app, [*args[:-1], "--labels", "estimator"])
     assert bad.exit_code == 2 and "estimators give depth and normals only" in bad.output
+
+
+def test_a_transformers_depth_model_labels_depth(world: Path) -> None:
+    from spatialgen.eval.detection.depth import load_depth_estimator
+
+    from .test_depth import _tiny_depth_anything
+
+    model, processor = _tiny_depth_anything()
+    model.save_pretrained(world / "depth-model")
+    processor.save_pretrained(world / "depth-model")
+    data = load_labelled(world / "data", "depth", 3, labels=f"depth:{world / 'depth-model'}")
+    expected = load_depth_estimator(str(world / "depth-model")).disparity(list(data.images.permute(0, 2, 3, 1).numpy()))
+    assert data.maps.shape == (3, 1, 32, 32)
+    torch.testing.assert_close(data.maps[:, 0], torch.from_numpy(np.stack(expected)))
+    with pytest.raises(ValueError, match="labels depth only"):
+        ILoRATrainConfig(data="d", out="o", intrinsic="normal", labels="depth:x").validate()

@@ -372,7 +372,9 @@ def train_ilora_command(
     lr: float | None = typer.Option(None, "--lr", help="Learning rate (constant)."),
     max_scenes: int | None = typer.Option(None, "--max-scenes", help="Labelled training images: the first N scenes."),
     labels: str | None = typer.Option(
-        None, "--labels", help="Supervision: 'exact', 'estimator' or an estimator folder."
+        None,
+        "--labels",
+        help="Supervision: 'exact', 'estimator', a scene-estimator folder, or depth:MODEL (transformers depth).",
     ),
     held_out: int | None = typer.Option(None, "--held-out", help="Held-out renders the adapter is scored on."),
     random_init: bool | None = typer.Option(

@@ -31,7 +31,6 @@ from .scoring import score_maps
 from .targets import check_intrinsic, estimated_maps, map_to_image, scene_maps
 
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "out")
-LABEL_HELP = "'exact' (the scene world's maps), 'estimator' (the embedded scene estimator) or an estimator folder"
 
 
 @dataclass
@@ -71,6 +70,8 @@ class ILoRATrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.labels != "exact" and self.intrinsic not in ("depth", "normal"):
             raise ValueError(f"estimators give depth and normals only; train {self.intrinsic} with --labels exact")
+        if self.labels.startswith("depth:") and self.intrinsic != "depth":
+            raise ValueError(f"--labels {self.labels} labels depth only; train {self.intrinsic} another way")
         return self
 
     def build_model(self, device: str | torch.device = "cpu") -> IntrinsicLoRAModel:
@@ -94,7 +95,21 @@ class LabelledImages:
 
 
 def pseudo_labels(images: torch.Tensor, intrinsic: str, labels: str) -> torch.Tensor:
-    """Maps of ``intrinsic`` from an estimator: the paper's supervision where no ground truth exists."""
+    """Maps of ``intrinsic`` from an estimator: the paper's supervision where no ground truth exists.
+
+    ``labels`` is ``estimator`` (the embedded scene estimator), a trained scene estimator's folder,
+    or ``depth:NAME`` for any transformers depth model (DPT, Depth Anything, ... by path or hub id),
+    whose relative inverse depth, min-max normalised per image, is the project's disparity convention.
+    """
+    if labels.startswith("depth:"):
+        from ..eval.detection.depth import load_depth_estimator
+
+        if intrinsic != "depth":
+            raise ValueError(f"a depth model labels depth only, not {intrinsic}")
+        disparity = load_depth_estimator(labels.removeprefix("depth:")).disparity(
+            list(images.permute(0, 2, 3, 1).numpy())
+        )
+        return torch.from_numpy(np.stack(disparity))[:, None]
     from ..eval.scene.scene_estimator import SceneEstimator
 
     estimator = SceneEstimator.load(None if labels == "estimator" else labels)
