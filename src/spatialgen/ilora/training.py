@@ -216,6 +216,9 @@ def train_ilora(cfg: ILoRATrainConfig, resume: str | None = None, cpu: bool = Fa
             target = target + std[idx] * torch.randn(target.shape, generator=generator)
         loss = model.loss(cfg.intrinsic, inputs[idx].to(model.device), target.to(model.device), generator)
         accelerator.backward(loss)
+        if accelerator.num_processes > 1:  # data parallel: each process drew its own batch; average the gradients
+            for parameter in params:
+                parameter.grad = accelerator.reduce(parameter.grad, reduction="mean")
         accelerator.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
