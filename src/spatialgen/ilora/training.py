@@ -229,6 +229,10 @@ def train_ilora(cfg: ILoRATrainConfig, resume: str | None = None, cpu: bool = Fa
             save_checkpoint(run, "diffusion", done, {"lora": holder}, optimizer, None, cfg.keep_checkpoints, seconds)
     seconds = seconds_before + time.perf_counter() - began
     model.module.eval()
+    folder = run / "adapter"
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return folder
     held_out = held_out_labelled(cfg.data, cfg.intrinsic, cfg.held_out)
     scores = evaluate_adapter(model, cfg.intrinsic, held_out)
     card = model.card(
@@ -237,7 +241,7 @@ def train_ilora(cfg: ILoRATrainConfig, resume: str | None = None, cpu: bool = Fa
         held_out={"scenes": cfg.held_out, "seed": HELD_OUT_SEED, **scores},
         training_seconds=round(seconds, 1),
     )
-    folder = save_adapter_folder(model, cfg.intrinsic, run / "adapter", card)
+    save_adapter_folder(model, cfg.intrinsic, folder, card)
     atomic_write_json(run / "held-out.json", card["held_out"])
     return folder
 
