@@ -12,7 +12,7 @@ ROOT = Path(spatialgen.__file__).parent
 #: Lowest first. A module may import its own layer and any lower one, never a higher one.
 LAYERS: list[set[str]] = [
     {"spatialgen", "fileio", "logs", "devices", "image_grid", "relations", "intrinsics", "training_harness"},
-    {"triplets", "intrinsic_files", "scenes"},
+    {"triplets", "intrinsic_files", "scenes", "tore"},
     {"models", "eval"},
     {"guidance"},
     {"ildm", "ilora"},
