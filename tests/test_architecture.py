@@ -17,7 +17,7 @@ LAYERS: list[set[str]] = [
     {"guidance"},
     {"ildm", "ilora"},
     {"generators"},
-    {"generate"},
+    {"generate", "bias"},
     {"cli", "__main__"},
 ]
 LAYER = {name: level for level, names in enumerate(LAYERS) for name in names}

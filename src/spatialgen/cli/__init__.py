@@ -9,6 +9,7 @@ import typer
 
 from .. import __version__
 from ..logs import console, setup_logging
+from .bias import bias
 from .common import friendly_errors
 from .evaluate import eval_app
 from .generation import generate
@@ -28,6 +29,7 @@ app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.add_typer(intrinsics_app, name="intrinsics")
 app.command("generate")(generate)
+app.command("bias")(bias)
 
 
 def _version(value: bool) -> None:

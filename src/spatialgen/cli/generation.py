@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -61,6 +62,13 @@ def generate(
     presence: bool = typer.Option(
         False, "--presence/--no-presence", help="Add Attend-and-Excite's object-presence update to InfSplign."
     ),
+    tore: bool = typer.Option(
+        False, "--tore", help="Rewrite each prompt into the equivalent phrasing the model draws best (TORE)."
+    ),
+    tore_tau: float = typer.Option(0.05, "--tore-tau", help="TORE rewrites only when the accuracy gain exceeds tau."),
+    tore_bias: Path | None = typer.Option(
+        None, "--tore-bias", help="TORE's bias.json (`spatialgen bias`); default: the model card's table."
+    ),
     save_attention: bool = typer.Option(
         False, "--save-attention", help="Write each image's attention maps and centroids as NAME.attention.png."
     ),
@@ -116,9 +124,27 @@ def generate(
         spatial_guidance=config,
         guidance_weight=weight,
     )
+    rewrites = None
+    if tore:
+        from ..bias import load_bias_table
+        from ..tore import tore_rewrite
+
+        table = load_bias_table(tore_bias, generator.pipe)
+        rewrites = [tore_rewrite(p, table["accuracy"], tore_tau) for p in prompt_list]
+        for rewrite in rewrites:
+            if rewrite.applied:
+                console.print(
+                    f"TORE: {rewrite.original!r} -> {rewrite.prompt!r} (+{rewrite.gain:.2f})", highlight=False
+                )
+        prompt_list = [r.prompt for r in rewrites]
     results = generate_images(
         generator, prompt_list, n, seed, settings, batch_size, strict, save_attention=save_attention
     )
+    if rewrites is not None:  # image k of prompt i is results[i * n + k]
+        results = [
+            dataclasses.replace(r, details={**(r.details or {}), "tore": tore_record(rewrites[i // n], tore_tau)})
+            for i, r in enumerate(results)
+        ]
     pipe = generator.pipe
     metadata = settings_metadata(settings, model, settings.size or native_size(pipe))
     metadata["method"] = method
@@ -128,3 +154,15 @@ def generate(
         metadata["infsplign_settings"] = generator.spatial_guidance.to_dict()
     saved = save_generated(results, out, metadata)
     console.print(f"wrote {len(saved)} image(s) and grid.png to {out}", highlight=False)
+
+
+def tore_record(rewrite, tau: float) -> dict:
+    """What a sidecar says about TORE: the prompt as given, whether and why it was rewritten."""
+    return {
+        "original": rewrite.original,
+        "applied": rewrite.applied,
+        "relation": rewrite.relation,
+        "rewritten_relation": rewrite.rewritten_relation,
+        "gain": rewrite.gain,
+        "tau": tau,
+    }
