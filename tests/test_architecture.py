@@ -15,7 +15,7 @@ LAYERS: list[set[str]] = [
     {"triplets", "intrinsic_files", "scenes", "tore"},
     {"models", "eval"},
     {"guidance"},
-    {"ildm", "ilora"},
+    {"ildm", "ilora", "esplora"},
     {"generators"},
     {"generate", "bias"},
     {"cli", "__main__"},

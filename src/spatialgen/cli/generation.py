@@ -62,6 +62,10 @@ def generate(
     presence: bool = typer.Option(
         False, "--presence/--no-presence", help="Add Attend-and-Excite's object-presence update to InfSplign."
     ),
+    lora: Path | None = typer.Option(
+        None, "--lora", help="A spatial LoRA (`train esplora` folder or a diffusers LoRA file), fused: no extra cost."
+    ),
+    lora_scale: float = typer.Option(1.0, "--lora-scale", help="Strength of --lora."),
     tore: bool = typer.Option(
         False, "--tore", help="Rewrite each prompt into the equivalent phrasing the model draws best (TORE)."
     ),
@@ -124,6 +128,12 @@ def generate(
         spatial_guidance=config,
         guidance_weight=weight,
     )
+    if lora is not None:
+        if generator.co_generates_intrinsics:
+            raise ValueError("--lora is not supported with I-LDM methods yet; use --method sd or infsplign")
+        from ..esplora.apply import apply_spatial_lora
+
+        apply_spatial_lora(generator.pipe, lora, lora_scale, model)
     rewrites = None
     if tore:
         from ..bias import load_bias_table
@@ -150,6 +160,8 @@ def generate(
     metadata["method"] = method
     if generator.co_generates_intrinsics:
         metadata["schedule"] = schedule or "default"
+    if lora is not None:
+        metadata["lora"] = {"path": str(lora), "scale": lora_scale}
     if generator.spatial_guidance is not None:
         metadata["infsplign_settings"] = generator.spatial_guidance.to_dict()
     saved = save_generated(results, out, metadata)

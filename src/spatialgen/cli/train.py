@@ -417,3 +417,50 @@ def train_ilora_command(
         f"adapter written to {folder}; try: spatialgen intrinsics extract --images DIR --out DIR --lora {folder}",
         highlight=False,
     )
+
+
+@train_app.command("esplora")
+@friendly_errors
+def train_esplora_command(
+    data: list[Path] | None = typer.Option(
+        None, "--data", help="Scene dataset, or a folder of images with NAME.txt captions; repeat for several."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Run folder: config, checkpoints, lora/."),
+    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
+    base: str | None = typer.Option(None, "--base", help="Base pipeline: 'embedded', a folder or a hub id."),
+    rank: int | None = typer.Option(None, "--rank", help="LoRA rank on the UNet's attention."),
+    text_encoder_rank: int | None = typer.Option(
+        None, "--text-encoder-rank", help="LoRA rank on the text encoder (0: off)."
+    ),
+    flip: str | None = typer.Option(None, "--flip", help="mirror (flip images and mirror their captions) or off."),
+    steps: int | None = typer.Option(None, "--steps", help="Training steps."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size."),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate (constant)."),
+    max_items: int | None = typer.Option(None, "--max-items", help="Use at most N pairs of each folder."),
+    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
+    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
+    resume: str | None = typer.Option(None, "--resume", help=_RESUME_HELP),
+    cpu: bool = typer.Option(False, "--cpu", help=_CPU_HELP),
+) -> None:
+    """Train a spatial LoRA (ESPLoRA) on captions whose relations hold in their images."""
+    quiet_libraries()
+    from ..esplora.training import ESPLoRAConfig, train_esplora
+
+    cfg = build_config(
+        ESPLoRAConfig,
+        config,
+        data=data,
+        out=out,
+        base=base,
+        rank=rank,
+        text_encoder_rank=text_encoder_rank,
+        flip=flip,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        max_items=max_items,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+    )
+    folder = train_esplora(cfg, resume=resume, cpu=cpu)
+    console.print(f"spatial LoRA written to {folder}; try: spatialgen generate PROMPT --lora {folder}", highlight=False)

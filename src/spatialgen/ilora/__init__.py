@@ -6,7 +6,8 @@ and its adapters; :func:`train_ilora` trains one adapter; :class:`IntrinsicExtra
 for folders of images.
 """
 
-from .adapters import VARIANTS, base_fingerprint, read_card
+from ..models.fingerprint import base_fingerprint
+from .adapters import VARIANTS, read_card
 from .model import IntrinsicLoRAModel
 from .scoring import MEASURES, score_maps
 from .targets import INTRINSIC_PROMPTS, INTRINSICS, image_to_map, map_to_image, parse_intrinsics

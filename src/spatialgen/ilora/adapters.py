@@ -19,7 +19,6 @@ scores). The fingerprint makes "this LoRA belongs to another base model" an erro
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -56,23 +55,6 @@ def target_pattern(variant: str, layers: str = "both") -> str:
         return rf"^decoder\..*attentions\.\d+\.{PROJECTIONS}$"
     attention = {"both": "attn[12]", "self": "attn1", "cross": "attn2"}[layers]
     return rf".*\.{attention}\.{PROJECTIONS}$"
-
-
-def base_fingerprint(module: torch.nn.Module) -> str:
-    """A short hash of a base network's weights (names, shapes and leading values in fp16).
-
-    Taken before any adapter is added; LoRA layers and peft's ``base_layer`` renaming are ignored,
-    and values are rounded to fp16, so the fp32 training copy and the fp16 shipped copy of one
-    model agree while different models (or a retrained one) do not.
-    """
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        if ".lora_" in name:
-            continue
-        digest.update(name.replace(".base_layer", "").encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().flatten()[:512].to("cpu", torch.float16).numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def add_adapter(module: torch.nn.Module, name: str, variant: str, rank: int = 8, layers: str = "both") -> int:

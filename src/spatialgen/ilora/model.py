@@ -24,11 +24,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..models.fingerprint import base_fingerprint
 from .adapters import (
     activate,
     adapter_parameters,
     add_adapter,
-    base_fingerprint,
     check_base,
     check_variant,
     load_adapter,

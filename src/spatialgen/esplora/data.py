@@ -1,0 +1,97 @@
+"""Image-caption pairs a spatial LoRA trains on: curated scene-world scenes, or a folder of images and captions.
+
+Only captions that state a relation are kept (a spatial LoRA learns relations), and scene-world
+captions of held-out triplets never are, so the evaluation stays clean. Images are held as uint8
+in memory (``N x 3 x H x W``), every image with its list of true captions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..scenes.captions import RELATIONAL_KINDS
+from ..scenes.held_out import is_held_out_caption
+from ..triplets import parse_triplet
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+@dataclass
+class CaptionedImages:
+    images: torch.Tensor  # uint8 (N, 3, H, W)
+    captions: list[list[str]]  # every true spatial caption of each image
+    skipped: int = 0  # items without a usable spatial caption
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+
+def from_scenes(
+    root: str | os.PathLike[str], limit: int | None = None, exclude_held_out: bool = True
+) -> CaptionedImages:
+    """Scene-world scenes with their relational captions (held-out triplets removed)."""
+    from ..scenes.shards import SceneShards
+
+    shards = SceneShards(root)
+    images, captions, skipped = [], [], 0
+    for i in tqdm(range(len(shards)), desc="loading scenes", unit="scene"):
+        if limit is not None and len(captions) >= limit:
+            break
+        sample = shards[i]
+        kept = [
+            sample.captions[k]
+            for k in RELATIONAL_KINDS
+            if k in sample.captions and not (exclude_held_out and is_held_out_caption(sample.captions[k]))
+        ]
+        if not kept:
+            skipped += 1
+            continue
+        images.append(torch.from_numpy(np.ascontiguousarray(np.moveaxis(sample.rgb, -1, 0))))
+        captions.append(kept)
+    shards.close()
+    return _finish(images, captions, skipped, root)
+
+
+def from_folder(root: str | os.PathLike[str], resolution: int, limit: int | None = None) -> CaptionedImages:
+    """``NAME.png`` (or .jpg, .webp) with ``NAME.txt`` (one caption a line): the lines that state a relation.
+
+    Images are centre-cropped to a square and resized to ``resolution``.
+    """
+    root = Path(root)
+    images, captions, skipped = [], [], 0
+    for path in sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        if limit is not None and len(captions) >= limit:
+            break
+        text = path.with_suffix(".txt")
+        lines = text.read_text(encoding="utf-8").splitlines() if text.is_file() else []
+        kept = [line.strip() for line in lines if line.strip() and parse_triplet(line.strip()) is not None]
+        try:
+            with Image.open(path) as im:
+                image = square(im.convert("RGB"), resolution)
+        except OSError:
+            kept = []
+        if not kept:
+            skipped += 1
+            continue
+        images.append(torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(image), -1, 0))))
+        captions.append(kept)
+    return _finish(images, captions, skipped, root)
+
+
+def square(image: Image.Image, resolution: int) -> Image.Image:
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return image.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.BICUBIC)
+
+
+def _finish(images: list, captions: list, skipped: int, root: str | os.PathLike[str]) -> CaptionedImages:
+    if not captions:
+        raise ValueError(f"no image in {str(root)!r} has a caption that states a spatial relation")
+    return CaptionedImages(torch.stack(images), captions, skipped)
