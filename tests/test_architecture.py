@@ -15,7 +15,7 @@ LAYERS: list[set[str]] = [
     {"triplets", "intrinsic_files", "scenes", "tore"},
     {"models", "eval"},
     {"guidance"},
-    {"ildm", "ilora", "esplora"},
+    {"ildm", "ilora", "esplora", "curate"},
     {"generators"},
     {"generate", "bias"},
     {"cli", "__main__"},

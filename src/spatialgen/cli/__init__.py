@@ -11,6 +11,7 @@ from .. import __version__
 from ..logs import console, setup_logging
 from .bias import bias
 from .common import friendly_errors
+from .curate import curate_command
 from .evaluate import eval_app
 from .generation import generate
 from .intrinsics import intrinsics_app
@@ -30,6 +31,7 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(intrinsics_app, name="intrinsics")
 app.command("generate")(generate)
 app.command("bias")(bias)
+app.command("curate")(curate_command)
 
 
 def _version(value: bool) -> None:
