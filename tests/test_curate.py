@@ -27,6 +27,12 @@ def scenes(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def curated(scenes: Path) -> tuple[Path, dict]:
+    out = scenes.parent / "curated"
+    return out, curate(scenes, out, chunk=CHUNK)
+
+
 def _records(out: Path) -> dict[str, dict]:
     records = {}
     for path in sorted((out / "shards").glob("*.tar")):
@@ -37,13 +43,13 @@ def _records(out: Path) -> dict[str, dict]:
     return records
 
 
-def test_curated_scene_captions_hold_and_are_counted(scenes: Path, tmp_path: Path) -> None:
-    report = curate(scenes, tmp_path / "out", chunk=CHUNK)
+def test_curated_scene_captions_hold_and_are_counted(scenes: Path, curated: tuple[Path, dict]) -> None:
+    out, report = curated
     counts = report["counts"]
     assert counts["items"] == N_SCENES and counts["kept_items"] + counts["dropped_items"] == N_SCENES
     assert counts["verified_captions"] > 0 and counts["synthesised_captions"] > 0
     assert counts.get("caption_without_relation", 0) > 0  # attribute captions are read and set aside
-    records = _records(tmp_path / "out")
+    records = _records(out)
     assert len(records) == counts["kept_items"]
     shards = SceneShards(scenes)
     agree = total = 0
@@ -144,3 +150,12 @@ def test_parquet_and_folder_sources_are_read(tmp_path: Path) -> None:
     (tmp_path / "nothing").mkdir()
     with pytest.raises(ValueError, match="holds no webdataset"):
         list_shards(tmp_path / "nothing")
+
+
+def test_a_spatial_lora_trains_on_curated_output(curated: tuple[Path, dict]) -> None:
+    from spatialgen.esplora.training import load_pairs
+
+    pairs = load_pairs([str(curated[0])], 64, None, True)
+    records = _records(curated[0])
+    assert len(pairs) == len(records) and pairs.images.shape[1:] == (3, 64, 64)
+    assert sorted(map(tuple, pairs.captions)) == sorted(tuple(r["captions"]) for r in records.values())

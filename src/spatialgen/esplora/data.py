@@ -1,4 +1,4 @@
-"""Image-caption pairs a spatial LoRA trains on: curated scene-world scenes, or a folder of images and captions.
+"""Image-caption pairs a spatial LoRA trains on: scene-world scenes, ``spatialgen curate`` output, or a folder.
 
 Only captions that state a relation are kept (a spatial LoRA learns relations), and scene-world
 captions of held-out triplets never are, so the evaluation stays clean. Images are held as uint8
@@ -83,6 +83,27 @@ def from_folder(root: str | os.PathLike[str], resolution: int, limit: int | None
         images.append(torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(image), -1, 0))))
         captions.append(kept)
     return _finish(images, captions, skipped, root)
+
+
+def from_curated(root: str | os.PathLike[str], resolution: int, limit: int | None = None) -> CaptionedImages:
+    """The output of ``spatialgen curate``: each kept image with its verified and synthesised captions."""
+    import io
+    import json
+    import tarfile
+
+    images, captions = [], []
+    for shard in sorted((Path(root) / "shards").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            files = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+        for name in sorted(n for n in files if n.endswith(".json")):
+            if limit is not None and len(captions) >= limit:
+                break
+            record = json.loads(files[name])
+            with Image.open(io.BytesIO(files[name[:-5] + ".png"])) as im:
+                image = square(im.convert("RGB"), resolution)
+            images.append(torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(image), -1, 0))))
+            captions.append(list(record["captions"]))
+    return _finish(images, captions, 0, root)
 
 
 def square(image: Image.Image, resolution: int) -> Image.Image:

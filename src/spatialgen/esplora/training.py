@@ -25,7 +25,7 @@ from ..models.fingerprint import base_fingerprint
 from ..models.training import diffusion_loss, encode_dataset
 from ..training_harness import checkpoint_seconds, find_resume, open_run, progress, resume_step, save_checkpoint
 from .captions import mirror_caption
-from .data import CaptionedImages, from_folder, from_scenes
+from .data import CaptionedImages, from_curated, from_folder, from_scenes
 
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "out")
 ADAPTER = "spatial"
@@ -77,6 +77,8 @@ def load_pairs(folders: list[str], resolution: int, limit: int | None, exclude_h
     for folder in folders:
         if (Path(folder) / "manifest.json").is_file():
             parts.append(from_scenes(folder, limit, exclude_held_out))
+        elif (Path(folder) / "report.json").is_file() and (Path(folder) / "shards").is_dir():
+            parts.append(from_curated(folder, resolution, limit))
         else:
             parts.append(from_folder(folder, resolution, limit))
     sizes = {tuple(p.images.shape[-2:]) for p in parts}
