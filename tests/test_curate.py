@@ -67,7 +67,7 @@ def test_curated_scene_captions_hold_and_are_counted(scenes: Path, curated: tupl
             truth = a[axis] < b[axis]
             total += 1
             agree += truth == (t.relation in ("left of", "above"))
-    assert total >= 10 and agree / total >= 0.9, (agree, total)  # synthesised relations match the ground truth
+    assert total >= 5 and agree / total >= 0.9, (agree, total)  # synthesised relations match the ground truth
     left, right = report["balance"]["left of / right of"]
     assert left + right == report["relations"].get("left of", 0) + report["relations"].get("right of", 0)
 
