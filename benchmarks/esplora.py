@@ -1,0 +1,166 @@
+"""ESPLoRA and TORE on the embedded model: base, ESPLoRA, InfSplign and both, each with and without TORE.
+
+    python benchmarks/esplora.py train [--data data/scenes-v1mix] [--pairs 1000 5000 20000] [--steps 2000]
+    python benchmarks/esplora.py compare --lora runs/esplora-bench/pairs-20000/lora [--prompts-2d 64 --prompts-3d 32]
+
+``train`` curates a scene dataset (``spatialgen curate``: its captions are mostly about attributes
+and counts, so most spatial captions are synthesised from the recogniser's detections) and trains one
+ESPLoRA per size of the curated set (the data curve), each scored like ``compare``'s ESPLoRA row.
+``compare`` samples held-out scene-world triplets (2D and 3D, 4 seeds each; no training caption
+holds them) with every configuration and scores them with every spatial benchmark (VISOR, T2I-
+CompBench 2D / 3D, GenEval position, the project's 3D rule; objects by the scene recogniser, depth
+by the scene estimator), CMMD / Frechet distance to held-out renders, and seconds per image. TORE
+reads each configuration's bias table, measured on other held-out prompts (``spatialgen bias`` with
+another seed), never on the evaluation prompts. Results go to ``--out/<command>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from spatialgen.bias import bias_prompts, bias_table, judge
+from spatialgen.esplora import ESPLoRAConfig, apply_spatial_lora, train_esplora
+from spatialgen.eval.detection.depth import SceneDepth
+from spatialgen.eval.detection.detectors import SceneDetector
+from spatialgen.eval.metrics.quality import scene_quality
+from spatialgen.eval.prompts.prompt_sets import scene_prompt_set
+from spatialgen.eval.prompts.scene_prompts import EVAL_SEED
+from spatialgen.eval.runs.image_sets import collect_images
+from spatialgen.eval.runs.run_folder import RunFolder
+from spatialgen.eval.runs.spatial_eval import parse_images, run_spatial, spatial_tables
+from spatialgen.generate import GenerationSettings, generate_images, save_generated
+from spatialgen.generators import load_generator
+from spatialgen.logs import quiet_libraries
+from spatialgen.models.data import model_scene_config
+from spatialgen.models.pipeline import model_card
+from spatialgen.scenes import make_sample, scene_seed
+from spatialgen.scenes.held_out import HELD_OUT_SEED
+from spatialgen.tore import tore_rewrite
+
+CONFIGS = (("base", "sd", False), ("esplora", "sd", True), ("infsplign", "infsplign", False))
+CONFIGS += (("esplora+infsplign", "infsplign", True),)
+
+
+def generator_for(method: str, lora: str | None, model: str):
+    generator = load_generator(method, model)
+    if lora is not None:
+        apply_spatial_lora(generator.pipe, lora, 1.0, model)
+    return generator
+
+
+def measured_bias(generator, n: int, seeds: int, steps: int) -> dict:
+    """The configuration's accuracy per relation on held-out prompts drawn with another seed than the evaluation's."""
+    prompts = bias_prompts(n, seed=EVAL_SEED + 1)
+    results = generate_images(
+        generator,
+        [p.prompt for p in prompts],
+        n=seeds,
+        seed=7,
+        settings=GenerationSettings(steps=steps),
+        progress=False,
+    )
+    expanded = [p for p in prompts for _ in range(seeds)]
+    return bias_table(prompts, judge([r.image for r in results], expanded, SceneDetector(), SceneDepth()), seeds)
+
+
+def score_configuration(generator, prompts: list[str], args, work: Path, name: str, tore: dict | None) -> dict:
+    sampled = [tore_rewrite(p, tore["accuracy"], args.tau).prompt for p in prompts] if tore else prompts
+    start = time.perf_counter()
+    results = generate_images(
+        generator, sampled, n=args.seeds, seed=42, settings=GenerationSettings(steps=args.steps), progress=False
+    )
+    seconds = (time.perf_counter() - start) / len(results)
+    folder = work / name
+    save_generated(results, folder / "images", {"configuration": name}, grid=False)
+    parsed, _ = parse_images(collect_images(folder / "images"), folder / "images")
+    run = RunFolder(folder / "eval", {"kind": "spatial", "configuration": name})
+    run_spatial(parsed, SceneDetector(), run, SceneDepth(), progress=False)
+    tables = spatial_tables([run.records[p.key] for p in parsed])
+    config = model_scene_config(model_card(generator.pipe))
+    size = generator.pipe.unet.config.sample_size * generator.pipe.vae_scale_factor
+    renders = [make_sample(scene_seed(HELD_OUT_SEED, i), size, config).rgb for i in range(len(results))]
+    quality = scene_quality([r.image for r in results], renders)
+    return {
+        "tables": tables,
+        "cmmd": quality.cmmd_recogniser,
+        "frechet": quality.frechet_recogniser,
+        "seconds_per_image": seconds,
+        "images": len(results),
+        "rewritten": sum(a != b for a, b in zip(prompts, sampled, strict=True)),
+    }
+
+
+def compare(args) -> dict:
+    work = Path(args.out) / "compare"
+    prompts = [r.prompt for r in scene_prompt_set("2d", args.prompts_2d)]
+    prompts += [r.prompt for r in scene_prompt_set("3d", args.prompts_3d)]
+    rows = {}
+    for name, method, with_lora in CONFIGS:
+        generator = generator_for(method, args.lora if with_lora else None, args.model)
+        rows[name] = score_configuration(generator, prompts, args, work, name, None)
+        bias = measured_bias(generator, args.bias_prompts, args.seeds, args.steps)
+        rows[f"{name} + TORE"] = {
+            **score_configuration(generator, prompts, args, work, f"{name}-tore", bias),
+            "bias": bias,
+        }
+        print(json.dumps({k: v["tables"] for k, v in rows.items()}, indent=1), flush=True)
+    return rows
+
+
+def train(args) -> dict:
+    from spatialgen.curate import CurationSettings, curate
+
+    curated = Path(args.out) / "curated"
+    report = curate(args.data, curated, CurationSettings())
+    rows = {"curation": report}
+    for pairs in args.pairs:
+        cfg = ESPLoRAConfig(
+            data=[str(curated)],
+            out=str(Path(args.out) / f"pairs-{pairs}"),
+            base=args.model,
+            steps=args.train_steps,
+            max_items=pairs,
+            lr=args.lr,
+            rank=args.rank,
+        )
+        folder = Path(cfg.out) / "lora"
+        if not (folder / "esplora.json").is_file():
+            resume = "latest" if (Path(cfg.out) / "checkpoints").is_dir() else None
+            train_esplora(cfg, resume=resume)
+        prompts = [r.prompt for r in scene_prompt_set("2d", args.prompts_2d)]
+        generator = generator_for("sd", str(folder), args.model)
+        rows[f"pairs-{pairs}"] = score_configuration(generator, prompts, args, Path(args.out), f"pairs-{pairs}", None)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("train", "compare"))
+    parser.add_argument("--model", default="embedded")
+    parser.add_argument("--data", default="data/scenes-v1mix", help="train: the scene dataset to curate")
+    parser.add_argument("--pairs", type=int, nargs="+", default=[1000, 5000, 20000])
+    parser.add_argument("--steps-train", dest="train_steps", type=int, default=2000)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--lora", default=None, help="compare: the ESPLoRA folder")
+    parser.add_argument("--prompts-2d", type=int, default=64)
+    parser.add_argument("--prompts-3d", type=int, default=32)
+    parser.add_argument("--bias-prompts", type=int, default=8, help="TORE's bias table: prompts per relation")
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=25, help="sampling steps")
+    parser.add_argument("--tau", type=float, default=0.05)
+    parser.add_argument("--out", default="runs/esplora-bench")
+    args = parser.parse_args()
+    quiet_libraries()
+    if args.command == "compare" and args.lora is None:
+        parser.error("compare needs --lora (a `train esplora` folder, e.g. from `benchmarks/esplora.py train`)")
+    rows = compare(args) if args.command == "compare" else train(args)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / f"{args.command}.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
