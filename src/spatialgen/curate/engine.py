@@ -37,6 +37,9 @@ class CurationSettings:
     vocabulary: str = "scenes"  # "scenes", "coco" or a text file (one object name a line)
     rules: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
+    # torch threads per shard: the same number in every engine makes the detectors' floats, and so the
+    # output bytes, identical (parallelism comes from running shards side by side)
+    threads: int = 1
 
     def vocabulary_names(self) -> list[str]:
         if self.vocabulary == "scenes":
@@ -73,8 +76,19 @@ def _png(image: Any) -> bytes:
     return buffer.getvalue()
 
 
-def process_shard(shard: InputShard, out: Path, curator: Curator) -> dict[str, Any]:
+def process_shard(shard: InputShard, out: Path, curator: Curator, threads: int = 1) -> dict[str, Any]:
     """Curate one input shard into its output tar and report; returns the report."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _process_shard(shard, out, curator)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _process_shard(shard: InputShard, out: Path, curator: Curator) -> dict[str, Any]:
     counts: Counter = Counter()
     unreadable: list[str] = []
     buffer = io.BytesIO()
@@ -135,7 +149,7 @@ def run_local(
 ) -> None:
     curator = settings.build()
     for shard in shards:
-        process_shard(shard, out, curator)
+        process_shard(shard, out, curator, settings.threads)
         if progress is not None:
             progress(1)
 
@@ -145,13 +159,14 @@ class _RayShardWorker:
 
     def __init__(self, out: str, settings: dict[str, Any]) -> None:
         self.out = Path(out)
-        self.curator = CurationSettings(**settings).build()
+        self.settings = CurationSettings(**settings)
+        self.curator = self.settings.build()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         names = []
         for encoded in batch["shard"]:
             shard = InputShard(**json.loads(str(encoded)))
-            names.append(process_shard(shard, self.out, self.curator)["shard"])
+            names.append(process_shard(shard, self.out, self.curator, self.settings.threads)["shard"])
         return {"shard": names}
 
 
