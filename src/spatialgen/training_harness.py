@@ -234,3 +234,26 @@ def list_snapshots(run: Path) -> list[tuple[int, Path]]:
 def progress(desc: str, start: int, total: int, enabled: bool = True) -> tqdm:
     """Steps ``start .. total`` with a bar that shows the whole run (resumed runs start part-way)."""
     return tqdm(range(start, total), desc=desc, initial=start, total=total, disable=not enabled)
+
+
+class ParameterState(torch.nn.Module):
+    """Trainable parameters (an adapter's LoRA weights) as one module, so a checkpoint holds them and only them."""
+
+    def __init__(self, params: list[torch.nn.Parameter]) -> None:
+        super().__init__()
+        self.params = torch.nn.ParameterList(params)
+
+
+def adapter_step(accelerator: Any, loss: torch.Tensor, params: list[torch.nn.Parameter], optimizer: Any) -> None:
+    """Backward, average the gradients over processes, clip at 1.0 and step: one adapter-training step.
+
+    Adapter trainers call their model outside DDP's forward (the model also serves prediction), so
+    with several processes, each having drawn its own batch, the gradients are averaged here.
+    """
+    accelerator.backward(loss)
+    if accelerator.num_processes > 1:
+        for parameter in params:
+            parameter.grad = accelerator.reduce(parameter.grad, reduction="mean")
+    accelerator.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)

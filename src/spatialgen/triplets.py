@@ -84,7 +84,6 @@ def triplet_from_parts(prompt: str, a: str, relation: str, b: str) -> SpatialTri
     )
 
 
-
 # ------------------------------------------------------------------------------------------ helpers
 
 

@@ -23,7 +23,16 @@ from ..fileio import atomic_write_json, replace_dir
 from ..models.data import batch_generator, draw_indices
 from ..models.fingerprint import base_fingerprint
 from ..models.training import diffusion_loss, encode_dataset
-from ..training_harness import checkpoint_seconds, find_resume, open_run, progress, resume_step, save_checkpoint
+from ..training_harness import (
+    ParameterState,
+    adapter_step,
+    checkpoint_seconds,
+    find_resume,
+    open_run,
+    progress,
+    resume_step,
+    save_checkpoint,
+)
 from .captions import mirror_caption
 from .data import CaptionedImages, from_curated, from_folder, from_scenes
 
@@ -103,12 +112,6 @@ def add_lora(module: torch.nn.Module, rank: int, targets: str) -> list[torch.nn.
     return params
 
 
-class _Adapters(torch.nn.Module):
-    def __init__(self, params: list[torch.nn.Parameter]) -> None:
-        super().__init__()
-        self.params = torch.nn.ParameterList(params)
-
-
 def draw_batch(
     rng: np.random.Generator, data: CaptionedImages, batch_size: int, flip: str
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -143,7 +146,7 @@ def train_esplora(cfg: ESPLoRAConfig, resume: str | None = None, cpu: bool = Fal
     params = add_lora(pipe.unet, cfg.rank, UNET_TARGETS)
     if cfg.text_encoder_rank:
         params += add_lora(pipe.text_encoder, cfg.text_encoder_rank, TEXT_TARGETS)
-    holder = _Adapters(params)
+    holder = ParameterState(params)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
     start = resume_step(run, resume, {"lora": holder}, optimizer, None)
     seconds = checkpoint_seconds(find_resume(run, resume))
@@ -178,13 +181,7 @@ def train_esplora(cfg: ESPLoRAConfig, resume: str | None = None, cpu: bool = Fal
             gen,
             cfg.snr_gamma,
         )
-        accelerator.backward(loss)
-        if accelerator.num_processes > 1:  # each process drew its own batch: average the adapters' gradients
-            for parameter in params:
-                parameter.grad = accelerator.reduce(parameter.grad, reduction="mean")
-        accelerator.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        adapter_step(accelerator, loss, params, optimizer)
         bar.set_postfix(loss=f"{per_sample.mean().item():.4f}")
         done = step + 1
         if accelerator.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.steps):

@@ -92,5 +92,3 @@ def _indices(
             f"{span.text!r} lies beyond the {limit} tokens the text encoder reads in {prompt!r}; shorten the prompt"
         )
     return found
-
-

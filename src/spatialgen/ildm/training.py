@@ -25,7 +25,7 @@ from ..fileio import replace_dir
 from ..models.data import SceneTensors, batch_generator, draw_captions, draw_indices
 from ..models.training import encode_dataset
 from ..scenes.captions import DEFAULT_CAPTION_MIX, check_caption_mix
-from ..training_harness import open_run, progress, resume_step, save_checkpoint
+from ..training_harness import ParameterState, open_run, progress, resume_step, save_checkpoint
 from .adapter import lora_parameters
 from .attention import JointLayout
 from .schedules import ConstantSchedule
@@ -75,14 +75,6 @@ class ILDMTrainConfig:
         return self
 
 
-class _LoraState(torch.nn.Module):
-    """The LoRA parameters as one module, so that checkpoints hold them (and only them)."""
-
-    def __init__(self, params: list[torch.nn.Parameter]) -> None:
-        super().__init__()
-        self.params = torch.nn.ParameterList(params)
-
-
 def joint_loss(
     unet: torch.nn.Module,
     state: Any,
@@ -129,7 +121,7 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
     for module in (pipe.vae, pipe.intrinsic_vae, pipe.text_encoder):
         module.requires_grad_(False)
     params = lora_parameters(unet)
-    holder = _LoraState(params)
+    holder = ParameterState(params)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     ema = None
     if cfg.ema_decay is not None:

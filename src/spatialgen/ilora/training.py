@@ -24,7 +24,16 @@ from tqdm.auto import tqdm
 from ..fileio import atomic_write_json
 from ..models.data import batch_generator, draw_indices
 from ..scenes.held_out import HELD_OUT_SEED
-from ..training_harness import checkpoint_seconds, find_resume, open_run, progress, resume_step, save_checkpoint
+from ..training_harness import (
+    ParameterState,
+    adapter_step,
+    checkpoint_seconds,
+    find_resume,
+    open_run,
+    progress,
+    resume_step,
+    save_checkpoint,
+)
 from .adapters import LAYER_CHOICES, check_variant
 from .model import SINGLE_STEP_TIMESTEP, IntrinsicLoRAModel
 from .scoring import score_maps
@@ -177,14 +186,6 @@ def encode_pairs(
     return torch.cat(inputs), torch.cat(means), std
 
 
-class _AdapterState(torch.nn.Module):
-    """The adapter's parameters as one module, so checkpoints hold them and only them."""
-
-    def __init__(self, params: list[torch.nn.Parameter]) -> None:
-        super().__init__()
-        self.params = torch.nn.ParameterList(params)
-
-
 def train_ilora(cfg: ILoRATrainConfig, resume: str | None = None, cpu: bool = False) -> Path:
     """Train (or resume) one adapter; returns its folder (``RUN/adapter``)."""
     import time
@@ -197,7 +198,7 @@ def train_ilora(cfg: ILoRATrainConfig, resume: str | None = None, cpu: bool = Fa
     torch.manual_seed(cfg.seed)
     model = cfg.build_model(accelerator.device)
     params = model.add(cfg.intrinsic, cfg.rank, cfg.layers)
-    holder = _AdapterState(params)
+    holder = ParameterState(params)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
     start = resume_step(run, resume, {"lora": holder}, optimizer, None)
     seconds_before = checkpoint_seconds(find_resume(run, resume))
@@ -215,13 +216,7 @@ def train_ilora(cfg: ILoRATrainConfig, resume: str | None = None, cpu: bool = Fa
         if model.variant != "decoder":  # a posterior sample of the target's latent, as the paper's code
             target = target + std[idx] * torch.randn(target.shape, generator=generator)
         loss = model.loss(cfg.intrinsic, inputs[idx].to(model.device), target.to(model.device), generator)
-        accelerator.backward(loss)
-        if accelerator.num_processes > 1:  # data parallel: each process drew its own batch; average the gradients
-            for parameter in params:
-                parameter.grad = accelerator.reduce(parameter.grad, reduction="mean")
-        accelerator.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        adapter_step(accelerator, loss, params, optimizer)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         done = step + 1
         if accelerator.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
