@@ -151,6 +151,7 @@ def test_guidance_inside_ildm_is_exact_at_weight_zero_and_steers_the_image_domai
     base = build_pipeline(TINY)
     pipe = IntrinsicLDMPipeline.from_base(base, widen_vae(base.vae), rank=4)
     pipe.set_progress_bar_config(disable=True)
+
     def _sample(**kwargs):
         prompts = ["a red cube to the left of a blue sphere", "a green cone above a yellow cylinder"]
         generators = [torch.Generator().manual_seed(3 + k) for k in range(len(prompts))]

@@ -80,8 +80,10 @@ def _config(scenes: Path, out: Path, diffusion_steps: int) -> BaseTrainConfig:
 
 def test_resumed_training_equals_uninterrupted_training(scenes: Path, tmp_path: Path) -> None:
     straight = train_base(_config(scenes, tmp_path / "a", 4), cpu=True)
-    # The same run, stopped after 2 steps, moved to another folder, and resumed to 4.
-    train_base(_config(scenes, tmp_path / "first", 2), cpu=True)
+    # The same run, stopped after 2 steps (a checkpoint, no pipeline), moved to another folder, and resumed to 4.
+    assert train_base(_config(scenes, tmp_path / "first", 4), cpu=True, stop_after=2) is None
+    assert not (tmp_path / "first" / "pipeline").exists()
+    assert train_base(_config(scenes, tmp_path / "first", 4), resume="latest", cpu=True, stop_after=2) is None
     (tmp_path / "first").rename(tmp_path / "b")
     resumed = train_base(_config(scenes, tmp_path / "b", 4), resume="latest", cpu=True)
     for part in ("unet", "text_encoder", "vae"):

@@ -353,7 +353,6 @@ def test_compare_image_sets_from_folders(tiny_clip, recogniser, tmp_path) -> Non
         compare_image_sets([], scene_reference_images(2), recogniser=recogniser)
 
 
-
 def test_eval_quality_cli_with_a_clip_checkpoint(tiny_clip, images, tmp_path) -> None:
     """`spatialgen eval quality --clip --clip-score` end to end: the runner's numbers are the library's."""
     import json

@@ -45,6 +45,9 @@ def ship_ildm(run: Path) -> None:
     training = json.loads((run / "config.json").read_text())
     vae_run = Path(training["intrinsic_vae"]).parent
     vae_training = json.loads((vae_run / "config.json").read_text())
+    # Trained on a base run's fp32 weights (not the shipped fp16 copy): reproduce names the base's own run folder,
+    # the one the base card's reproduce commands write.
+    base = "" if training.get("base", "embedded") == "embedded" else " --base runs/base/pipeline"
     with replace_dir(embedded_ildm_path()) as tmp:
         for part in ("intrinsic_vae", "intrinsic_lora"):
             shutil.copytree(pipeline / part, tmp / part)
@@ -56,9 +59,9 @@ def ship_ildm(run: Path) -> None:
                 "intrinsic_vae_training": vae_training,
                 "intrinsic_vae_held_out": json.loads((vae_run / "held-out.json").read_text()),
                 "reproduce": [
-                    "spatialgen train intrinsic-vae --data data/scenes-train --out runs/ivae"
+                    f"spatialgen train intrinsic-vae --data data/scenes-train{base} --out runs/ivae"
                     f" --steps {vae_training['steps']} --batch-size {vae_training['batch_size']}",
-                    "spatialgen train ildm --data data/scenes-train --intrinsic-vae runs/ivae/intrinsic_vae"
+                    f"spatialgen train ildm --data data/scenes-train{base} --intrinsic-vae runs/ivae/intrinsic_vae"
                     f" --out runs/ildm --steps {training['steps']} --batch-size {training['batch_size']}"
                     f" --lr {training['lr']} --rank {training['rank']}",
                 ],

@@ -31,6 +31,12 @@ def train_base_command(
     checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
     seed: int | None = typer.Option(None, "--seed", help="Training seed."),
     resume: str | None = typer.Option(None, "--resume", help="'latest' or a checkpoint folder."),
+    stop_after: int | None = typer.Option(
+        None,
+        "--stop-after",
+        help="Stop the UNet stage after this step's checkpoint; continue with --resume latest (and, if wanted, "
+        "other --diffusion-steps).",
+    ),
     cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU even if a GPU is present."),
 ) -> None:
     """Train the embedded-style base model: VAE, then text encoder + UNet (EMA), under accelerate."""
@@ -55,7 +61,13 @@ def train_base_command(
         if data is None or out is None:
             raise ValueError("pass --data DIR and --out DIR (or --config RUN/config.json)")
         cfg = BaseTrainConfig(**{k: v for k, v in overrides.items() if v is not None}).validate()
-    pipeline = train_base(cfg, resume=resume, cpu=cpu)
+    pipeline = train_base(cfg, resume=resume, cpu=cpu, stop_after=stop_after)
+    if pipeline is None:
+        console.print(
+            f"stopped after UNet step {stop_after}; continue with: spatialgen train base --config "
+            f"{Path(cfg.out) / 'config.json'} --resume latest"
+        )
+        return
     console.print(f"trained pipeline written to {pipeline}; try: spatialgen generate 'a red cube' --model {pipeline}")
 
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ..fileio import replace_dir
 from ..models.data import SceneTensors, batch_generator, draw_captions, draw_indices
+from ..models.objectives import denoising_target
 from ..models.training import encode_dataset
 from ..scenes.captions import DEFAULT_CAPTION_MIX, check_caption_mix
 from ..training_harness import ParameterState, open_run, progress, resume_step, save_checkpoint
@@ -96,8 +97,8 @@ def joint_loss(
         pred = unet(joint, torch.cat([t, t]), encoder_hidden_states=torch.cat([text, text])).sample
     finally:
         state.layout = None
-    image_term = F.mse_loss(pred[:n].float(), eps_x.float())
-    intrinsic_term = F.mse_loss(pred[n:].float(), eps_i.float())
+    image_term = F.mse_loss(pred[:n].float(), denoising_target(noise_scheduler, x0, eps_x, t).float())
+    intrinsic_term = F.mse_loss(pred[n:].float(), denoising_target(noise_scheduler, i0, eps_i, t).float())
     return image_term + loss_lambda * intrinsic_term, image_term, intrinsic_term
 
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.fingerprint import base_fingerprint
+from ..models.objectives import denoising_target
 from .adapters import (
     activate,
     adapter_parameters,
@@ -199,8 +200,7 @@ class IntrinsicLoRAModel:
         noisy = scheduler.add_noise(target, noise, t)
         inputs = torch.cat([noisy, image_latents], dim=1) if self.image_conditioning else noisy
         pred = self.pipe.unet(inputs, t, encoder_hidden_states=self.text(intrinsic, n)).sample
-        goal = scheduler.get_velocity(target, noise, t) if scheduler.config.prediction_type == "v_prediction" else noise
-        return F.mse_loss(pred.float(), goal.float())
+        return F.mse_loss(pred.float(), denoising_target(scheduler, target, noise, t).float())
 
     def training_scheduler(self) -> Any:
         from diffusers import DDPMScheduler

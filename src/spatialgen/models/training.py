@@ -48,6 +48,7 @@ from ..training_harness import (
 )
 from .config import TinySDConfig
 from .data import SceneTensors, batch_generator, draw_captions, draw_indices, to_pixels
+from .objectives import denoising_target
 from .pipeline import build_pipeline, save_pipeline, set_model_card
 from .vae_losses import VAE_LOSSES, kl_divergence, reconstruction_loss
 
@@ -202,10 +203,7 @@ def diffusion_loss(
     )
     hidden = text_encoder(ids.input_ids.to(device))[0]
     pred = unet(noisy, t, hidden).sample
-    if noise_scheduler.config.prediction_type == "epsilon":
-        target = noise
-    else:
-        target = noise_scheduler.get_velocity(latents, noise, t)
+    target = denoising_target(noise_scheduler, latents, noise, t)
     per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
     return (per_sample * min_snr_weights(noise_scheduler, t, snr_gamma)).mean(), per_sample
 
@@ -300,9 +298,14 @@ def train_diffusion(
     pipe: StableDiffusionPipeline,
     accelerator: Accelerator,
     resume: Path | None,
-) -> tuple[StableDiffusionPipeline, float]:
+    stop_after: int | None = None,
+) -> tuple[StableDiffusionPipeline | None, float]:
     """Train text encoder + UNet on the frozen VAE's latents; returns the pipeline (EMA weights) and the
-    stage's training seconds (all sessions of a resumed run together)."""
+    stage's training seconds (all sessions of a resumed run together).
+
+    ``stop_after`` ends the stage after that step's checkpoint (the pipeline is then None): a run
+    resumed from there with another ``diffusion_steps`` reproduces one whose length changed mid-way.
+    """
     run = Path(cfg.out)
     unet, text_encoder, vae, tokenizer = pipe.unet, pipe.text_encoder, pipe.vae, pipe.tokenizer
     vae.requires_grad_(False)
@@ -313,6 +316,8 @@ def train_diffusion(
     modules = {"unet": unet, "text_encoder": text_encoder}
     start = load_checkpoint(resume, modules, optimizer, ema) if resume else 0
     seconds = checkpoint_seconds(resume)
+    if stop_after is not None and start >= stop_after and stop_after < cfg.diffusion_steps:
+        return None, seconds  # already there
     if start < cfg.diffusion_steps:
         clock = time.perf_counter()
         means, stds = encode_dataset(vae, data.images, accelerator.device)
@@ -345,8 +350,11 @@ def train_diffusion(
         bar.set_postfix(loss=f"{per_sample.mean().item():.4f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
         done = step + 1
         snapshot = bool(cfg.snapshot_every) and done % cfg.snapshot_every == 0
-        checkpoint = done % cfg.checkpoint_every == 0 or done == cfg.diffusion_steps
+        stop = stop_after is not None and done >= stop_after
+        checkpoint = done % cfg.checkpoint_every == 0 or done == cfg.diffusion_steps or stop
         if not accelerator.is_main_process or not (snapshot or checkpoint):
+            if stop:
+                break
             continue
         unwrapped = {k: accelerator.unwrap_model(m) for k, m in (("unet", unet), ("text_encoder", text_encoder))}
         if snapshot:
@@ -356,7 +364,11 @@ def train_diffusion(
             save_checkpoint(run, "diffusion", done, unwrapped, optimizer, ema, cfg.keep_checkpoints, elapsed)
             path = run / "samples" / f"step-{done:07d}.png"
             _sample_grid(pipe, ema, params, path, accelerator.device, cfg.sample_steps)
+        if stop:
+            break
     seconds += time.perf_counter() - clock
+    if stop_after is not None and stop_after < cfg.diffusion_steps:
+        return None, seconds
     ema.copy_to(params)  # ship the EMA weights
     pipe.unet, pipe.text_encoder = accelerator.unwrap_model(unet).eval(), accelerator.unwrap_model(text_encoder).eval()
     return pipe, seconds
@@ -392,9 +404,17 @@ def _sample_grid(
 # ----------------------------------------------------------------------------- entry point
 
 
-def train_base(cfg: BaseTrainConfig, resume: str | None = None, cpu: bool = False) -> Path:
-    """Train (or resume) a base model; returns the folder of the finished pipeline."""
+def train_base(
+    cfg: BaseTrainConfig, resume: str | None = None, cpu: bool = False, stop_after: int | None = None
+) -> Path | None:
+    """Train (or resume) a base model; returns the folder of the finished pipeline.
+
+    ``stop_after``: stop the UNet stage after this step's checkpoint and return None (resume with
+    ``resume="latest"``).
+    """
     cfg.validate()
+    if stop_after is not None and stop_after < 1:
+        raise ValueError(f"stop_after must be a step >= 1, got {stop_after}")
     # a run from before the held-out split trained on every caption
     run = open_run(cfg.out, asdict(cfg), resume, RESUMABLE_CHANGES, legacy_defaults={"exclude_held_out": False})
     accelerator = Accelerator(cpu=cpu, mixed_precision=cfg.mixed_precision)
@@ -416,7 +436,11 @@ def train_base(cfg: BaseTrainConfig, resume: str | None = None, cpu: bool = Fals
         checkpoint = None
     else:
         pipe.vae = AutoencoderKL.from_pretrained(run / "vae", use_safetensors=True)
-    pipe, diffusion_seconds = train_diffusion(cfg, data, pipe.to(accelerator.device), accelerator, checkpoint)
+    pipe, diffusion_seconds = train_diffusion(
+        cfg, data, pipe.to(accelerator.device), accelerator, checkpoint, stop_after
+    )
+    if pipe is None:
+        return None
     manifest = Path(cfg.data) / "manifest.json"
     vae_record = run / "vae" / "training.json"
     vae_seconds = json.loads(vae_record.read_text())["seconds"] if vae_record.is_file() else None
