@@ -36,7 +36,6 @@ from spatialgen.ilora.training import LabelledImages, held_out_labelled
 from spatialgen.logs import quiet_libraries
 
 
-
 def summarise(intrinsic: str, values: dict[str, list[float]]) -> dict[str, object]:
     out: dict[str, object] = {"images": len(next(iter(values.values())))}
     for key in MEASURES[intrinsic]:

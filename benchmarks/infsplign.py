@@ -13,7 +13,9 @@ skips) carries SD's share of the work. ``effect`` samples held-out scene-world p
 embedded model never saw in a caption) with 4 seeds each (image k: seed 42 + k), finds the objects
 with the embedded scene recogniser and scores them with VISOR's rule: OA, VISOR_cond,
 VISOR_uncond and VISOR_1..4, plus the mean attention-centroid Delta at the last guided step.
-Every configuration samples the same prompts and seeds.
+Every configuration samples the same prompts and seeds; 95% intervals are bootstrapped over prompts
+(``*_ci``), and each guided row's VISOR_uncond is paired with the base's on the same prompts
+(``VISOR_uncond_minus_base``: difference, low, high).
 
 The README's figures come from (each row is deterministic, so runs can be split like this):
 
@@ -36,6 +38,7 @@ from dataclasses import replace
 
 import torch
 
+from spatialgen.eval.metrics.statistics import bootstrap_interval, bootstrap_ratio_interval, paired_difference_interval
 from spatialgen.eval.prompts.prompt_sets import scene_prompt_set
 from spatialgen.eval.prompts.scene_prompts import prompt_objects
 from spatialgen.eval.scene.recogniser import SceneRecogniser
@@ -65,9 +68,22 @@ def sample(pipe, prompts: list[str], seeds: int, steps: int, config: InfSplignCo
     return images, deltas
 
 
-def score(recogniser: SceneRecogniser, records, images, seeds: int) -> dict[str, float]:
+def score(recogniser: SceneRecogniser, records, images, seeds: int) -> tuple[dict[str, object], list[float]]:
+    """VISOR's scores with 95% intervals bootstrapped over prompts, and each prompt's VISOR_uncond (for pairing)."""
     triplets = [(prompt_objects(r.obj_a)[0], r.relation, prompt_objects(r.obj_b)[0]) for r in records]
-    return visor_scores(recogniser.relation_verdicts(images, triplets, seeds), max_n=seeds)
+    verdicts = recogniser.relation_verdicts(images, triplets, seeds)
+    scores: dict[str, object] = dict(visor_scores(verdicts, max_n=seeds))
+    by_prompt: dict[object, list] = {}
+    for v in verdicts:
+        by_prompt.setdefault(v.prompt_id, []).append(v)
+    groups = list(by_prompt.values())
+    present = [sum(v.both_present for v in g) for g in groups]
+    passed = [sum(v.passed and v.both_present for v in g) for g in groups]
+    uncond = [100.0 * k / len(g) for k, g in zip(passed, groups, strict=True)]
+    scores["OA_ci"] = [round(100.0 * x, 1) for x in bootstrap_ratio_interval(present, [len(g) for g in groups])]
+    scores["VISOR_cond_ci"] = [round(100.0 * x, 1) for x in bootstrap_ratio_interval(passed, present)]
+    scores["VISOR_uncond_ci"] = [round(x, 1) for x in bootstrap_interval(uncond)]
+    return scores, uncond
 
 
 SD_LAYOUT = TinySDConfig(
@@ -120,6 +136,7 @@ def effect(args: argparse.Namespace, configs: dict[str, InfSplignConfig | None])
     records = scene_prompt_set("2d", n=args.prompts, split="held_out")
     prompts = [r.prompt for r in records]
     rows = []
+    base_uncond: dict[int, list[float]] = {}
     for steps in args.steps:
         for name, config in configs.items():
             if steps not in config_steps(name, args):
@@ -127,7 +144,14 @@ def effect(args: argparse.Namespace, configs: dict[str, InfSplignConfig | None])
             start = time.perf_counter()
             images, deltas = sample(pipe, prompts, args.seeds, steps, config, args.batch)
             label = f"ildm {name}" if args.ildm else name
-            row: dict[str, object] = {"config": label, "steps": steps, **score(recogniser, records, images, args.seeds)}
+            scores, uncond = score(recogniser, records, images, args.seeds)
+            row: dict[str, object] = {"config": label, "steps": steps, **scores}
+            if name == "base":
+                base_uncond[steps] = uncond
+            elif steps in base_uncond:  # same prompts and seeds: a paired difference
+                row["VISOR_uncond_minus_base"] = [
+                    round(x, 1) for x in paired_difference_interval(base_uncond[steps], uncond)
+                ]
             row["mean_delta_last_guided"] = round(statistics.fmean(deltas), 4) if deltas else None
             row["seconds"] = round(time.perf_counter() - start, 1)
             rows.append(row)

@@ -37,3 +37,11 @@ def test_a_ratio_interval_resamples_numerators_with_their_denominators() -> None
     assert low < hits.sum() / named.sum() < high and high - low < 0.15
     with pytest.raises(ValueError, match="one length"):
         bootstrap_ratio_interval([1.0, 2.0], [1.0])
+
+
+def test_resamples_without_a_denominator_are_undefined_not_zero() -> None:
+    # VISOR_cond over prompts where both objects were found in one of three: the rate is 1 in every resample
+    # that has a found pair; resamples without one have no rate (counting them as 0 would drag the interval down)
+    assert bootstrap_ratio_interval([2.0, 0.0, 0.0], [2.0, 0.0, 0.0]) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="undefined"):
+        bootstrap_ratio_interval([0.0, 0.0], [0.0, 0.0])

@@ -36,6 +36,36 @@ def images(pipe) -> np.ndarray:
     return pipe(PROMPTS, num_inference_steps=25, generator=generators, output_type="np").images
 
 
+def train_commands(resumes: list[dict]) -> list[str]:
+    """The `train base` commands that give exactly this run, including the resumes that changed its length.
+
+    A resume that changed ``diffusion_steps`` at step N is replayed as a run stopped after N
+    (``--stop-after``) and resumed with the new length: batches are a function of the step, so the
+    replay draws the same ones, and the cosine schedule changes where it did.
+    """
+    first = (
+        "spatialgen train base --config src/spatialgen/weights/embedded/spatialgen.json"
+        " --data data/scenes-train --out runs/base"
+    )
+    if not resumes:
+        return [first]
+    unsupported = [r for r in resumes if r["stage"] != "diffusion" or set(r["changed"]) != {"diffusion_steps"}]
+    if unsupported:
+        raise ValueError(f"cannot write reproduce commands for resumes that changed {unsupported}")
+    commands = [
+        f"{first} --diffusion-steps {resumes[0]['changed']['diffusion_steps'][0]} --stop-after {resumes[0]['step']}"
+    ]
+    for k, resume in enumerate(resumes):
+        command = (
+            "spatialgen train base --config runs/base/config.json --resume latest"
+            f" --diffusion-steps {resume['changed']['diffusion_steps'][1]}"
+        )
+        if k + 1 < len(resumes):
+            command += f" --stop-after {resumes[k + 1]['step']}"
+        commands.append(command)
+    return commands
+
+
 def ship_ildm(run: Path) -> None:
     """Copy what I-LDM adds to the embedded base (intrinsic VAE, LoRA, schedule) into weights/embedded-ildm."""
     from spatialgen.fileio import atomic_write_json, replace_dir
@@ -140,12 +170,8 @@ def main() -> None:
     manifest = Path(config["training"]["data"]) / "manifest.json"
     if config.get("data") is None and manifest.is_file():
         config["data"] = json.loads(manifest.read_text())["params"]
-    config["reproduce"] = [
-        make_command(config["data"]),
-        "spatialgen train base --config src/spatialgen/weights/embedded/spatialgen.json "
-        "--data data/scenes-train --out runs/base",
-    ]
     resumes = resume_history(args.run)
+    config["reproduce"] = [make_command(config["data"]), *train_commands(resumes)]
     if resumes:  # settings changed mid-run (e.g. diffusion_steps, and with it the cosine schedule's length)
         config["resumes"] = resumes
     seconds = config.get("training_seconds") or {}

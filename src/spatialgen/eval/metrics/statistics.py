@@ -39,8 +39,13 @@ def bootstrap_ratio_interval(
         raise ValueError(f"need two non-empty 1-D sequences of one length, got shapes {top.shape} and {bottom.shape}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
+    if not bottom.sum() > 0:
+        raise ValueError("the denominators sum to zero: the ratio is undefined (e.g. VISOR_cond with no pair found)")
     picks = np.random.default_rng(seed).integers(0, len(top), size=(n_resamples, len(top)))
-    ratios = top[picks].sum(axis=1) / np.maximum(bottom[picks].sum(axis=1), 1e-12)
+    below = bottom[picks].sum(axis=1)
+    # a resample without any denominator (no prompt where both objects were found) has no ratio: it is left out,
+    # not counted as 0
+    ratios = top[picks].sum(axis=1)[below > 0] / below[below > 0]
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(ratios, [tail, 100 - tail])
     return float(low), float(high)
