@@ -12,12 +12,12 @@ ROOT = Path(spatialgen.__file__).parent
 #: Lowest first. A module may import its own layer and any lower one, never a higher one.
 LAYERS: list[set[str]] = [
     {"spatialgen", "fileio", "logs", "devices", "image_grid", "relations", "intrinsics", "training_harness"},
-    {"triplets", "intrinsic_files", "scenes", "tore"},
+    {"triplets", "intrinsic_files", "output_layouts", "scenes", "tore"},
     {"models", "eval"},
     {"guidance"},
     {"ildm", "ilora", "esplora", "curate"},
     {"generators"},
-    {"generate", "bias"},
+    {"generate", "generation_run", "bias"},
     {"cli", "__main__"},
 ]
 LAYER = {name: level for level, names in enumerate(LAYERS) for name in names}

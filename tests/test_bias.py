@@ -62,7 +62,7 @@ def test_bias_command_writes_the_card_and_generate_tore_rewrites_with_it(tmp_pat
     args = ["generate", prompt, "--model", str(tmp_path / "model"), "--n", "2", "--steps", "1", "--tore"]
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "tore")])
     assert result.exit_code == 0, result.output
-    sidecars = [json.loads(p.read_text()) for p in sorted((tmp_path / "tore").glob("*.json"))]
+    sidecars = [json.loads(p.with_suffix(".json").read_text()) for p in sorted((tmp_path / "tore").glob("*-seed*.png"))]
     assert len(sidecars) == 2
     for sidecar in sidecars:
         assert sidecar["prompt"] == "a blue sphere to the right of a red cube"
@@ -70,7 +70,7 @@ def test_bias_command_writes_the_card_and_generate_tore_rewrites_with_it(tmp_pat
         assert sidecar["tore"]["gain"] == pytest.approx(0.5)
     kept = runner.invoke(app, [*args, "--tore-tau", "0.6", "--out", str(tmp_path / "kept")])
     assert kept.exit_code == 0
-    assert all(json.loads(p.read_text())["prompt"] == prompt for p in (tmp_path / "kept").glob("*.json"))
+    assert all(json.loads(p.read_text())["prompt"] == prompt for p in (tmp_path / "kept").glob("*-seed*.json"))
     save_pipeline(build_pipeline(TINY), tmp_path / "bare")
     bare = runner.invoke(app, ["generate", prompt, "--model", str(tmp_path / "bare"), "--tore", "--out", "x"])
     assert bare.exit_code == 2 and "no bias table" in bare.output

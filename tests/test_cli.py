@@ -134,7 +134,9 @@ def test_generate_from_a_prompt_file(tmp_path: Path) -> None:
         str(tmp_path / "out"),
     )
     assert result.exit_code == 0, result.output
-    assert len(list((tmp_path / "out").glob("*.json"))) == 2
+    assert len(list((tmp_path / "out").glob("*-seed0.json"))) == 2  # a sidecar per image
+    record = json.loads((tmp_path / "out" / "generation.json").read_text())  # and what made them, for --resume
+    assert record["prompts"] == 2 and record["settings"]["scheduler"] == "dpm" and record["layout"] == "spatialgen"
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from .generators import Generator, as_generator
 from .image_grid import image_grid
 from .models.pipeline import SCHEDULERS, make_scheduler
 from .models.tokenizer import prompt_length, unknown_words
+from .output_layouts import Job, Layout
 
 logger = logging.getLogger(__name__)
 
@@ -190,8 +190,21 @@ def generate_images(
     with ``save_attention``, carries its attention strip.
     """
     generator = as_generator(generator, schedule, spatial_guidance)
-    pipe = generator.pipe
     settings = (settings or GenerationSettings()).validate()
+    check_run(n, seed, batch_size)
+    size = prepare_sampling(generator, prompts, settings, min(batch_size, n * len(prompts)), strict)
+    jobs = [(prompt, seed + k) for prompt in prompts for k in range(n)]
+    out: list[GeneratedImage] = []
+    with tqdm(total=len(jobs), desc="generating", unit="image", disable=not progress) as bar:
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start : start + batch_size]
+            out.extend(sample_chunk(generator, chunk, settings, size, save_attention))
+            bar.update(len(chunk))
+    return out
+
+
+def check_run(n: int, seed: int, batch_size: int) -> None:
+    """Refuse image counts, seeds and batch sizes that cannot be sampled, naming the flag to change."""
     if n <= 0:
         raise ValueError(f"--n must be a positive number of images per prompt, got {n}")
     if batch_size <= 0:
@@ -199,43 +212,53 @@ def generate_images(
     if not 0 <= seed <= MAX_SEED - (n - 1):
         limit = MAX_SEED - (n - 1)
         raise ValueError(f"--seed must be an integer from 0 to {limit} (image k uses seed + k), got {seed}")
+
+
+def prepare_sampling(
+    generator: Generator, prompts: Sequence[str], settings: GenerationSettings, batch_size: int, strict: bool
+) -> int:
+    """Check size, memory and prompts before any sampling, set the sampler; returns the image side."""
+    pipe = generator.pipe
     size = check_size(pipe, settings.size or native_size(pipe))
-    check_memory(pipe, size, min(batch_size, n * len(prompts)))
+    check_memory(pipe, size, batch_size)
     check_prompts(pipe, prompts, strict)
     pipe.scheduler = make_scheduler(settings.scheduler, pipe.scheduler.config)  # cheap: a config and a few arrays
-    jobs = [(prompt, seed + k) for prompt in prompts for k in range(n)]
+    return size
+
+
+@torch.no_grad()
+def sample_chunk(
+    generator: Generator,
+    chunk: Sequence[tuple[str, int]],
+    settings: GenerationSettings,
+    size: int,
+    save_attention: bool = False,
+) -> list[GeneratedImage]:
+    """One batch of (prompt, seed) jobs, each with its own torch generator."""
+    pipe = generator.pipe
     device = pipe._execution_device
-    out: list[GeneratedImage] = []
-    with tqdm(total=len(jobs), desc="generating", unit="image", disable=not progress) as bar:
-        for start in range(0, len(jobs), batch_size):
-            chunk = jobs[start : start + batch_size]
-            generators = [torch.Generator(device).manual_seed(s) for _, s in chunk]
-            result = pipe(
-                [p for p, _ in chunk],
-                height=size,
-                width=size,
-                num_inference_steps=settings.steps,
-                guidance_scale=settings.guidance,
-                negative_prompt=[settings.negative_prompt] * len(chunk) if settings.negative_prompt else None,
-                generator=generators,
-                output_type="pil",
-                **generator.call_kwargs(save_attention),
-            )
-            maps = [None] * len(chunk)
-            if generator.co_generates_intrinsics:
-                fields = ("depth", "normal", "segmentation", "lines")
-                maps = [
-                    {f: getattr(result.intrinsics, f)[k].float().cpu().numpy() for f in fields}
-                    for k in range(len(chunk))
-                ]
-            trace = result.trace if generator.guided else None
-            details, strips = _guidance_outputs(trace, len(chunk), save_attention)
-            out.extend(
-                GeneratedImage(p, s, im, intrinsics=m, details=d, attention=a)
-                for (p, s), im, m, d, a in zip(chunk, result.images, maps, details, strips, strict=True)
-            )
-            bar.update(len(chunk))
-    return out
+    generators = [torch.Generator(device).manual_seed(s) for _, s in chunk]
+    result = pipe(
+        [p for p, _ in chunk],
+        height=size,
+        width=size,
+        num_inference_steps=settings.steps,
+        guidance_scale=settings.guidance,
+        negative_prompt=[settings.negative_prompt] * len(chunk) if settings.negative_prompt else None,
+        generator=generators,
+        output_type="pil",
+        **generator.call_kwargs(save_attention),
+    )
+    maps: list[dict[str, Any] | None] = [None] * len(chunk)
+    if generator.co_generates_intrinsics:
+        fields = ("depth", "normal", "segmentation", "lines")
+        maps = [{f: getattr(result.intrinsics, f)[k].float().cpu().numpy() for f in fields} for k in range(len(chunk))]
+    trace = result.trace if generator.guided else None
+    details, strips = _guidance_outputs(trace, len(chunk), save_attention)
+    return [
+        GeneratedImage(p, s, im, intrinsics=m, details=d, attention=a)
+        for (p, s), im, m, d, a in zip(chunk, result.images, maps, details, strips, strict=True)
+    ]
 
 
 def _guidance_outputs(
@@ -266,10 +289,6 @@ def _guidance_outputs(
     return details, strips
 
 
-def slug(text: str, limit: int = 48) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].rstrip("-") or "prompt"
-
-
 def png_bytes(image: Image.Image, metadata: dict[str, Any]) -> bytes:
     """PNG with ``metadata`` as JSON in a ``parameters`` text chunk (and the prompt on its own)."""
     info = PngImagePlugin.PngInfo()
@@ -280,41 +299,63 @@ def png_bytes(image: Image.Image, metadata: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
+def write_generated(folder: Path, name: Path, result: GeneratedImage, common: dict[str, Any], layout: Layout) -> Path:
+    """Write one image at ``folder / name`` with what its layout keeps beside it; the image comes last.
+
+    An image file therefore exists only once its sidecar and maps do: a run killed mid-way and
+    resumed (which skips existing images) never leaves an image without them.
+    """
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {**common, "prompt": result.prompt, "seed": result.seed, "spatialgen": __version__, "file": name.name}
+    if result.details:
+        metadata.update(result.details)
+    if layout.extras and result.intrinsics is not None:
+        from .intrinsic_files import save_maps
+
+        save_maps(path, result.intrinsics)
+    if layout.extras and result.attention is not None:
+        buffer = io.BytesIO()
+        result.attention.save(buffer, format="PNG")
+        atomic_write_bytes(path.with_name(path.stem + ATTENTION_SUFFIX), buffer.getvalue())
+    if layout.sidecars:
+        atomic_write_json(path.with_suffix(".json"), metadata)
+    atomic_write_bytes(path, png_bytes(result.image, metadata))
+    return path
+
+
 def save_generated(
     results: Sequence[GeneratedImage], out: str | os.PathLike[str], common: dict[str, Any], grid: bool = True
 ) -> list[GeneratedImage]:
-    """Write each image (PNG + metadata) and a JSON sidecar, then ``grid.png``; returns them with paths."""
+    """Write each image (PNG + metadata) and a JSON sidecar, then ``grid.png``; returns them with paths.
+
+    Images are named by their prompt's first position among ``results`` and their seed
+    (our layout, :mod:`spatialgen.output_layouts`).
+    """
     folder = ensure_writable_dir(out)
     prompts = list(dict.fromkeys(r.prompt for r in results))
+    layout = Layout(len(prompts), 1)
     saved = []
     for r in results:
-        name = f"{prompts.index(r.prompt):03d}-{slug(r.prompt)}-seed{r.seed}"
-        metadata = {**common, "prompt": r.prompt, "seed": r.seed, "spatialgen": __version__, "file": f"{name}.png"}
-        if r.details:
-            metadata.update(r.details)
-        atomic_write_bytes(folder / f"{name}.png", png_bytes(r.image, metadata))
-        atomic_write_json(folder / f"{name}.json", metadata)
-        if r.intrinsics is not None:
-            from .intrinsic_files import save_maps
-
-            save_maps(folder / f"{name}.png", r.intrinsics)
-        if r.attention is not None:
-            buffer = io.BytesIO()
-            r.attention.save(buffer, format="PNG")
-            atomic_write_bytes(folder / f"{name}{ATTENTION_SUFFIX}", buffer.getvalue())
-        saved.append(replace(r, path=folder / f"{name}.png"))
+        job = Job(prompts.index(r.prompt), 0, r.prompt, r.seed, {"prompt": r.prompt})
+        saved.append(replace(r, path=write_generated(folder, layout.image_path(job), r, common, layout)))
     if grid and results:
-        buffer = io.BytesIO()
-        if any(r.intrinsics is not None for r in results):
-            tiles, captions = intrinsic_rows(results)
-            image_grid(tiles, captions, 5).save(buffer, format="PNG")
-        else:
-            columns = max(1, sum(1 for r in results if r.prompt == results[0].prompt))
-            image_grid([r.image for r in results], [f"{r.prompt} (seed {r.seed})" for r in results], columns).save(
-                buffer, format="PNG"
-            )
-        atomic_write_bytes(folder / "grid.png", buffer.getvalue())
+        write_grid(results, folder / "grid.png")
     return saved
+
+
+def write_grid(results: Sequence[GeneratedImage], path: Path) -> None:
+    """A captioned grid: one row per prompt, or one row per image with its intrinsic maps."""
+    buffer = io.BytesIO()
+    if any(r.intrinsics is not None for r in results):
+        tiles, captions = intrinsic_rows(results)
+        image_grid(tiles, captions, 5).save(buffer, format="PNG")
+    else:
+        columns = max(1, sum(1 for r in results if r.prompt == results[0].prompt))
+        image_grid([r.image for r in results], [f"{r.prompt} (seed {r.seed})" for r in results], columns).save(
+            buffer, format="PNG"
+        )
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def intrinsic_rows(results: Sequence[GeneratedImage]) -> tuple[list[Image.Image], list[str]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import typer
@@ -17,7 +16,12 @@ def generate(
     out: Path = typer.Option(
         Path("outputs/generate"), "--out", help="Folder for the PNGs, JSON sidecars and grid.png."
     ),
-    prompts: Path | None = typer.Option(None, "--prompts", help="Text file with one prompt per line (# comments)."),
+    prompts: Path | None = typer.Option(
+        None,
+        "--prompts",
+        help="Text file with one prompt per line (# comments), or JSONL records with a 'prompt' field "
+        "(GenEval's metadata, `spatialgen eval prompts ... --out FILE.jsonl`).",
+    ),
     n: int = typer.Option(4, "--n", help="Images per prompt; image k uses seed + k."),
     seed: int = typer.Option(0, "--seed", help="Seed of the first image of each prompt."),
     steps: int | None = typer.Option(None, "--steps", help="Denoising steps (default: 25)."),
@@ -76,24 +80,33 @@ def generate(
     save_attention: bool = typer.Option(
         False, "--save-attention", help="Write each image's attention maps and centroids as NAME.attention.png."
     ),
+    layout: str = typer.Option(
+        "spatialgen",
+        "--layout",
+        help="File layout: spatialgen (PNG + JSON sidecar), geneval, t2i-compbench or visor (each benchmark's own).",
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Keep the images already in --out (made with the same settings) and make the rest."
+    ),
 ) -> None:
     """Generate images from a prompt (or a prompt file): PNGs with their settings, sidecars and a grid."""
     quiet_libraries()  # before importing diffusers: its import prints notices
     import torch
 
-    from ..generate import (
-        GenerationSettings,
-        generate_images,
-        native_size,
-        read_prompt_file,
-        save_generated,
-        settings_metadata,
-    )
+    from ..generate import GenerationSettings, native_size, settings_metadata
+    from ..generation_run import generate_run
     from ..generators import METHODS, load_generator
+    from ..output_layouts import LAYOUTS
 
     if (prompt is None) == (prompts is None):
         raise ValueError("give either a PROMPT argument or --prompts FILE (exactly one)")
-    prompt_list = read_prompt_file(prompts) if prompts is not None else [prompt]
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown --layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    records = read_prompt_records(prompts) if prompts is not None else [{"prompt": prompt}]
+    prompt_list = [r["prompt"] for r in records]
+    processes = distributed_state(device)
+    if processes is not None and str(device).startswith("cuda") and ":" not in str(device):
+        device = str(processes.device)  # accelerate launch: one GPU per process
     # unset options take the settings dataclasses' defaults (the help texts quote them; a test checks they agree)
     chosen = {"steps": steps, "guidance": guidance, "scheduler": scheduler, "size": size, "negative_prompt": negative}
     settings = GenerationSettings(**{k: v for k, v in chosen.items() if v is not None}).validate()
@@ -147,13 +160,10 @@ def generate(
                     f"TORE: {rewrite.original!r} -> {rewrite.prompt!r} (+{rewrite.gain:.2f})", highlight=False
                 )
         prompt_list = [r.prompt for r in rewrites]
-    results = generate_images(
-        generator, prompt_list, n, seed, settings, batch_size, strict, save_attention=save_attention
-    )
-    if rewrites is not None:  # image k of prompt i is results[i * n + k]
-        results = [
-            dataclasses.replace(r, details={**(r.details or {}), "tore": tore_record(rewrites[i // n], tore_tau)})
-            for i, r in enumerate(results)
+    if rewrites is not None:  # the prompt as given and why it was rewritten, in every image's metadata
+        records = [
+            {**r, "prompt": w.prompt, "details": {"tore": tore_record(w, tore_tau)}}
+            for r, w in zip(records, rewrites, strict=True)
         ]
     pipe = generator.pipe
     metadata = settings_metadata(settings, model, settings.size or native_size(pipe))
@@ -164,8 +174,49 @@ def generate(
         metadata["lora"] = {"path": str(lora), "scale": lora_scale}
     if generator.spatial_guidance is not None:
         metadata["infsplign_settings"] = generator.spatial_guidance.to_dict()
-    saved = save_generated(results, out, metadata)
-    console.print(f"wrote {len(saved)} image(s) and grid.png to {out}", highlight=False)
+    report = generate_run(
+        generator,
+        records,
+        out,
+        metadata,
+        n=n,
+        seed=seed,
+        settings=settings,
+        batch_size=batch_size,
+        layout=layout,
+        resume=resume,
+        strict=strict,
+        save_attention=save_attention,
+        process_index=processes.process_index if processes else 0,
+        num_processes=processes.num_processes if processes else 1,
+        wait_for_everyone=processes.wait_for_everyone if processes else None,
+    )
+    share = f" (process {processes.process_index} of {processes.num_processes})" if processes else ""
+    kept = f", kept {report.skipped} already there" if report.skipped else ""
+    grid = " and grid.png" if (report.folder / "grid.png").is_file() and not report.skipped else ""
+    console.print(f"wrote {report.written} image(s){grid}{kept} to {out}{share}", highlight=False)
+
+
+def read_prompt_records(path: Path) -> list[dict]:
+    """A prompt file's records: JSONL objects with a 'prompt' field, or one prompt a line (# starts a comment)."""
+    from ..generate import read_prompt_file
+
+    if path.suffix == ".jsonl":
+        from ..eval.runs.image_sets import read_prompt_records as read_jsonl
+
+        return read_jsonl(path)
+    return [{"prompt": p} for p in read_prompt_file(path)]
+
+
+def distributed_state(device: str):
+    """accelerate's process state when launched on several processes (``accelerate launch``), else None."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState(cpu=not str(device).startswith("cuda"))
 
 
 def tore_record(rewrite, tau: float) -> dict:
