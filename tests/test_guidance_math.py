@@ -182,3 +182,16 @@ def test_guided_step_counts_follow_the_fraction() -> None:
     assert [config.guided_steps(n) for n in (1, 4, 25, 50, 500)] == [1, 1, 6, 12, 125]
     assert InfSplignConfig(guide_fraction=0.0).guided_steps(50) == 0
     assert InfSplignConfig(presence=True).presence_steps(50) == 25 and config.presence_steps(50) == 0
+
+
+def test_at_zero_snr_no_output_moves_the_noise_and_the_step_is_left_unguided() -> None:
+    from diffusers import DDIMScheduler
+
+    from spatialgen.guidance.guide import noise_is_steerable
+
+    scheduler = DDIMScheduler(prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing")
+    assert float(scheduler.alphas_cumprod[999]) == 0.0
+    assert not noise_is_steerable(scheduler, torch.tensor(999)) and noise_is_steerable(scheduler, torch.tensor(959))
+    with pytest.raises(ValueError, match="SNR is 0"):
+        eps_to_model_output(torch.ones(1), scheduler, torch.tensor(999))
+    assert noise_is_steerable(DDIMScheduler(prediction_type="epsilon", rescale_betas_zero_snr=True), 999)

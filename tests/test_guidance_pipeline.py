@@ -76,6 +76,24 @@ def test_weight_zero_reproduces_stable_diffusion_exactly(scheduler: str) -> None
     assert not np.array_equal(guided, reference)
 
 
+def test_a_zero_terminal_snr_v_prediction_model_is_guided_from_its_second_step() -> None:
+    """The embedded model's schedule: the first step (SNR 0) cannot be steered; guidance starts after it, finite."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    config = replace(TINY, prediction_type="v_prediction", zero_terminal_snr=True, timestep_spacing="trailing")
+    pipe = infsplign_pipeline(build_pipeline(config))
+    pipe.set_progress_bar_config(disable=True)
+    reference = _sample(pipe, call=StableDiffusionPipeline.__call__).images
+    assert np.array_equal(
+        _sample(pipe, spatial_guidance=InfSplignConfig(weight=0.0, guide_fraction=0.5)).images, reference
+    )
+    guided = _sample(pipe, spatial_guidance=InfSplignConfig(weight=300.0, guide_fraction=0.5))
+    assert np.isfinite(guided.images).all() and not np.array_equal(guided.images, reference)
+    assert len(guided.trace.steps) == 3 and all(torch.isfinite(s.delta).all() for s in guided.trace.steps)
+    assert float(pipe.scheduler.alphas_cumprod[int(guided.trace.steps[0].timestep)]) == 0.0  # measured, not steered
+
+
 def test_guidance_moves_the_measured_centroids_toward_the_relation() -> None:
     """Over 6 prompts x 2 seeds, Delta (> 0 when the relation holds) grows under guidance, not without it."""
     pipe = _guided()

@@ -35,7 +35,8 @@ class Job:
     sample: int
     prompt: str
     seed: int
-    record: dict[str, Any] = field(compare=False)  # the prompt's record (GenEval's metadata, VISOR's id); "details" joins its metadata
+    # the prompt's record (GenEval's metadata, VISOR's id); its "details" join the image's metadata
+    record: dict[str, Any] = field(compare=False)
 
 
 def plan_jobs(records: list[dict[str, Any]], n: int, seed: int) -> list[Job]:

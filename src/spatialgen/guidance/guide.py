@@ -156,7 +156,9 @@ class SpatialGuide:
         domain); ``rows`` says which of its rows are the guided images, in order.
         """
         config = self.config
-        spatial_on = step < config.guided_steps(total_steps)
+        # at SNR 0 (the first step of a zero-terminal-SNR schedule) a v- or x0-model's output cannot move the
+        # implied noise (it is x_t itself): that step is sampled unguided, and the next guided ones carry the relation
+        spatial_on = step < config.guided_steps(total_steps) and noise_is_steerable(scheduler, t)
         presence_on = step < config.presence_steps(total_steps)
         measured = self._measure(capture, forward, scheduler, latents, t, presence_on, spatial_on, rows)
         if presence_on:
@@ -269,17 +271,34 @@ def frozen(module: torch.nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
+def _alpha_bar(scheduler: Any, t: Any) -> float:
+    alphas = scheduler.alphas_cumprod
+    return float(alphas[min(len(alphas) - 1, max(0, int(round(float(t)))))])
+
+
+def noise_is_steerable(scheduler: Any, t: Any) -> bool:
+    """Whether some change of the model's output changes its implied noise at ``t``.
+
+    Always for epsilon models; for v- and x0-prediction only where alpha_bar_t > 0: at zero SNR
+    the implied noise is x_t itself, whatever the model says.
+    """
+    kind = getattr(scheduler.config, "prediction_type", "epsilon")
+    return kind == "epsilon" or _alpha_bar(scheduler, t) > 0.0
+
+
 def eps_to_model_output(offset: torch.Tensor, scheduler: Any, t: Any) -> torch.Tensor:
     """The change of the model's output that changes its implied noise by ``offset``.
 
     epsilon: the offset itself; v-prediction (SD 2.x 768): ``offset / sqrt(alpha_bar_t)``;
-    sample (x0) prediction: ``-sqrt(1 - alpha_bar_t) / sqrt(alpha_bar_t) * offset``.
+    sample (x0) prediction: ``-sqrt(1 - alpha_bar_t) / sqrt(alpha_bar_t) * offset``. Undefined at
+    zero SNR (see :func:`noise_is_steerable`).
     """
     kind = getattr(scheduler.config, "prediction_type", "epsilon")
     if kind == "epsilon":
         return offset
-    alphas = scheduler.alphas_cumprod
-    alpha_bar = float(alphas[min(len(alphas) - 1, max(0, int(round(float(t)))))])
+    alpha_bar = _alpha_bar(scheduler, t)
+    if alpha_bar <= 0.0:
+        raise ValueError(f"at t = {float(t):g} the SNR is 0: no {kind} output can change the implied noise")
     if kind == "v_prediction":
         return offset / math.sqrt(alpha_bar)
     if kind == "sample":
