@@ -206,7 +206,8 @@ def test_eval_quality_separates_renders_from_noise(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "suffix", "expected"), [("visor", ".txt", 25280), ("multi", ".jsonl", 1000), ("scenes-3d", ".jsonl", 40)]
+    ("name", "suffix", "expected"),
+    [("visor", ".txt", 25280), ("multi", ".jsonl", 1000), ("parti", ".jsonl", 1632), ("scenes-3d", ".jsonl", 40)],
 )
 def test_eval_prompts_writes_each_set(tmp_path: Path, name: str, suffix: str, expected: int) -> None:
     out = tmp_path / f"set{suffix}"

@@ -46,6 +46,24 @@ def test_places365_official_file_and_cleaning():
 # --------------------------------------------------------------------------------------------- VISOR
 
 
+def test_parti_prompts_are_the_official_table_with_its_licence():
+    data = resources.files("spatialgen.eval.prompts").joinpath("prompt_data", "PartiPrompts.tsv").read_bytes()
+    assert hashlib.md5(data).hexdigest() == "975b3cf12ca946f1e994c89c02a55e3c"  # google-research/parti @ 5a65797
+    licence = resources.files("spatialgen.eval.prompts").joinpath("prompt_data", "PartiPrompts.LICENSE").read_text()
+    assert "Apache License" in licence and "Version 2.0" in licence
+    parti = ps.parti_prompts()
+    assert len(parti) == 1632 and [r.index for r in parti] == list(range(1632))
+    assert (parti[0].prompt, parti[0].category, parti[0].challenge) == ("bond", "Abstract", "Basic")
+    assert len({r.category for r in parti}) == 12 and len({r.challenge for r in parti}) == 11
+    quoted = [r.prompt for r in parti if r.prompt.startswith('"G I G G L E"')]
+    assert len(quoted) == 1  # read without CSV quoting: the quotes belong to the prompt
+    positioning = ps.parti_prompts(challenge="Properties & Positioning")
+    assert len(positioning) == 35 and all(r.challenge == "Properties & Positioning" for r in positioning)
+    assert len(ps.parti_prompts(category="Animals", challenge="Basic")) < 314
+    with pytest.raises(ValueError, match="unknown Parti category 'Animal'; choose one of Abstract"):
+        ps.parti_prompts(category="Animal")
+
+
 def test_articles():
     assert ps.with_article("apple") == "an apple"
     assert ps.with_article("elephant") == "an elephant"
@@ -187,7 +205,8 @@ def test_captions_are_parsed_like_training_captions():
 def test_file_round_trip(tmp_path):
     spatial = ps.scene_prompt_set("2d", n=6) + ps.visor_prompts(("below",))[:3]
     multi = ps.multi_prompts(4)
-    for records in (spatial, multi):
+    parti = ps.parti_prompts(challenge="Writing & Symbols")[:5]
+    for records in (spatial, multi, parti):
         path = ps.write_prompts(tmp_path / f"{type(records[0]).__name__}.jsonl", records)
         assert ps.read_prompts(path) == records
         text = ps.write_prompts(tmp_path / f"{type(records[0]).__name__}.txt", records)

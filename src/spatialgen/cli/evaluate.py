@@ -103,12 +103,12 @@ def eval_intrinsics(
 @eval_app.command("prompts")
 @friendly_errors
 def eval_prompts(
-    name: str = typer.Argument(..., help="visor, multi, scenes-2d, scenes-3d or geneval-position."),
+    name: str = typer.Argument(..., help="visor, multi, parti, scenes-2d, scenes-3d or geneval-position."),
     out: Path = typer.Option(..., "--out", help="File to write: .txt (one prompt a line) or .jsonl (records)."),
     n: int | None = typer.Option(None, "--n", help="Number of prompts (default: the whole set; Multi: 1,000)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of sampled sets (default: the evaluation seed)."),
 ) -> None:
-    """Write a shipped prompt set: VISOR's SR2D, I-LDM's Multi, held-out scene-world relations, GenEval position."""
+    """Write a shipped prompt set: VISOR's SR2D, I-LDM's Multi, Parti, held-out scene relations, GenEval position."""
     from ..eval.runs.runners import write_prompt_set
 
     count = write_prompt_set(name, out, n, seed)

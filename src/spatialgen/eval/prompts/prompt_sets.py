@@ -192,7 +192,38 @@ class MultiPromptRecord:
     index: int
 
 
-PromptRecord = SpatialPromptRecord | MultiPromptRecord
+@dataclass(frozen=True)
+class PartiPromptRecord:
+    """A Parti prompt with its category and challenge (``index``: its position in the file, 0-based)."""
+
+    prompt: str
+    category: str
+    challenge: str
+    note: str
+    index: int
+
+
+PromptRecord = SpatialPromptRecord | MultiPromptRecord | PartiPromptRecord
+PARTI_FILE = "PartiPrompts.tsv"
+
+
+def parti_prompts(category: str | None = None, challenge: str | None = None) -> list[PartiPromptRecord]:
+    """The 1,632 Parti prompts in file order, optionally only one category and / or challenge.
+
+    Read without CSV quoting: quotation marks inside a prompt ("G I G G L E" painted ...) are part of it.
+    """
+    rows = [line.split("\t") for line in _data_text(PARTI_FILE).split("\n") if line]
+    if rows[0] != ["Prompt", "Category", "Challenge", "Note"] or any(len(r) != 4 for r in rows):
+        raise ValueError(f"{PARTI_FILE} is not the Parti prompt table (Prompt, Category, Challenge, Note)")
+    records = [PartiPromptRecord(p, c, ch, note, i) for i, (p, c, ch, note) in enumerate(rows[1:])]
+    for name, wanted, field_name in (("category", category, "category"), ("challenge", challenge, "challenge")):
+        if wanted is None:
+            continue
+        known = sorted({getattr(r, field_name) for r in records})
+        if wanted not in known:
+            raise ValueError(f"unknown Parti {name} {wanted!r}; choose one of {', '.join(known)}")
+        records = [r for r in records if getattr(r, field_name) == wanted]
+    return records
 
 
 # --------------------------------------------------------------------------------------------- VISOR
@@ -386,7 +417,11 @@ def read_prompts(path: str | Path, fmt: str | None = None) -> list[str] | list[P
             continue
         try:
             row = json.loads(line)
-            if "classes" in row:
+            if "category" in row:
+                records.append(
+                    PartiPromptRecord(row["prompt"], row["category"], row["challenge"], row["note"], int(row["index"]))
+                )
+            elif "classes" in row:
                 records.append(MultiPromptRecord(row["prompt"], tuple(row["classes"]), row["place"], int(row["index"])))
             else:
                 records.append(

@@ -228,7 +228,7 @@ def compare_runs(runs: list[str | os.PathLike[str]]) -> dict[str, Tables]:
     return {name: read_results(run)["tables"] for name, run in zip(names, runs, strict=True)}
 
 
-PROMPT_SETS = ("visor", "multi", "scenes-2d", "scenes-3d", "geneval-position")
+PROMPT_SETS = ("visor", "multi", "parti", "scenes-2d", "scenes-3d", "geneval-position")
 
 
 def write_prompt_set(name: str, out: str | os.PathLike[str], n: int | None = None, seed: int | None = None) -> int:
@@ -248,7 +248,9 @@ def write_prompt_set(name: str, out: str | os.PathLike[str], n: int | None = Non
     if n is not None and n <= 0:
         raise ValueError(f"n must be positive, got {n}")
     seeded = {} if seed is None else {"seed": seed}
-    if name == "visor":
+    if name == "parti":
+        records = ps.parti_prompts()[:n] if n else ps.parti_prompts()
+    elif name == "visor":
         records: list[Any] = ps.visor_prompts()[:n] if n else ps.visor_prompts()
     elif name == "multi":
         records = ps.multi_prompts(n or ps.MULTI_PROMPT_COUNT, **seeded)
