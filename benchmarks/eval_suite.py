@@ -2,6 +2,9 @@
 
     python benchmarks/eval_suite.py [--model embedded] [--prompts-2d 64] [--prompts-3d 32] [--seeds 4] [--out DIR]
 
+Every scene is held out (seeds no training set uses) and drawn from the model's own scene
+distribution, read from its card (the embedded model v2: its closer camera, 1-3 objects).
+
 1. The scene recogniser and the depth / normal estimator on 500 held-out renders (seed 999).
 2. Throughput of ``eval spatial`` (detector + depth + all benchmarks) and ``eval quality`` on
    held-out renders, in images per second on this machine.
@@ -36,7 +39,9 @@ from spatialgen.eval.scene.scene_estimator import SceneEstimator, score_estimato
 from spatialgen.generate import GenerationSettings, generate_images, save_generated
 from spatialgen.logs import quiet_libraries
 from spatialgen.models import load_pipeline
-from spatialgen.scenes import make_sample, scene_seed
+from spatialgen.models.data import model_scene_config
+from spatialgen.models.pipeline import model_card
+from spatialgen.scenes import SceneConfig, make_sample, scene_seed
 from spatialgen.scenes.catalog import RELATION_PHRASES
 from spatialgen.scenes.held_out import HELD_OUT_SEED
 
@@ -51,12 +56,12 @@ def score_folder(folder: Path, run_dir: Path) -> tuple[dict, float]:
     return spatial_tables([run.records[p.key] for p in parsed]), len(parsed) / elapsed
 
 
-def write_true_renders(folder: Path, n: int) -> None:
+def write_true_renders(folder: Path, n: int, config: SceneConfig) -> None:
     """Held-out renders captioned with one of their true relations, alternating 2D and 3D."""
     folder.mkdir(parents=True)
     written = i = 0
     while written < n:
-        sample = make_sample(scene_seed(HELD_OUT_SEED + 2, i), 64)
+        sample = make_sample(scene_seed(HELD_OUT_SEED + 2, i), 64, config)
         i += 1
         names = [f"{o.colour} {o.shape}" for o in sample.objects]
         kind = "2d" if written % 2 == 0 else "3d"
@@ -86,11 +91,14 @@ def main() -> None:
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="spatialgen-eval-"))
     results: dict[str, object] = {"model": args.model, "threads": torch.get_num_threads()}
 
-    held = [make_sample(scene_seed(HELD_OUT_SEED, i), 64) for i in range(args.held_out)]
+    pipe = load_pipeline(args.model)
+    # held-out scenes from the model's own scene distribution (its card), seeds no training set uses
+    config = model_scene_config(model_card(pipe))
+    held = [make_sample(scene_seed(HELD_OUT_SEED, i), 64, config) for i in range(args.held_out)]
     results["recogniser_held_out"] = score_recogniser(SceneRecogniser.load(), held)
     results["estimator_held_out"] = score_estimator(SceneEstimator.load(), held)
 
-    write_true_renders(work / "true-renders", 200)
+    write_true_renders(work / "true-renders", 200, config)
     tables, speed = score_folder(work / "true-renders", work / "run-true-renders")
     results["ceiling_true_renders"] = tables
     results["spatial_eval_images_per_second"] = speed
@@ -99,7 +107,6 @@ def main() -> None:
     scene_quality([s.rgb for s in held[:half]], [s.rgb for s in held[half : 2 * half]])
     results["quality_eval_images_per_second"] = 2 * half / (time.perf_counter() - start)
 
-    pipe = load_pipeline(args.model)
     settings = GenerationSettings(steps=args.steps)
     for kind, n in (("2d", args.prompts_2d), ("3d", args.prompts_3d)):
         records = scene_prompt_set(kind, n)

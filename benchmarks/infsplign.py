@@ -19,13 +19,14 @@ Every configuration samples the same prompts and seeds; 95% intervals are bootst
 
 The README's figures come from (each row is deterministic, so runs can be split like this):
 
-    python benchmarks/infsplign.py weights --prompts 64 --weights 300 1000 3000 10000
-    python benchmarks/infsplign.py effect --prompts 100 --steps 25 --losses sigmoid --weight 300
-    python benchmarks/infsplign.py effect --prompts 100 --steps 25 --losses gelu leaky_relu relu --presence off \
-        --only gelu leaky_relu relu --weight 300
-    python benchmarks/infsplign.py effect --prompts 100 --steps 50 --losses sigmoid --presence off --weight 300
-    python benchmarks/infsplign.py effect --ildm --prompts 64 --losses sigmoid --presence off --weight 300
+    python benchmarks/infsplign.py weights --prompts 64 --weights 10 30 100 300 1000 3000
+    python benchmarks/infsplign.py effect --prompts 64 --steps 25 50 --losses sigmoid gelu leaky_relu relu \
+        --presence off --also sigmoid
+    python benchmarks/infsplign.py effect --ildm --prompts 64 --losses sigmoid --presence off
+    python benchmarks/infsplign.py effect --prompts 64 --losses sigmoid --presence on
     python benchmarks/infsplign.py overhead; python benchmarks/infsplign.py overhead --sd-layout --repeats 3
+
+(``effect`` uses the weight the model card recommends, which the ``weights`` sweep chose.)
 """
 
 from __future__ import annotations

@@ -28,3 +28,13 @@ def test_the_shipped_model_is_the_recipe_and_carries_its_measurements() -> None:
     measured = card["measured"]
     for key in ("object_accuracy_all_objects", "object_accuracy_per_object", "vae_psnr_db", "cmmd_recogniser"):
         assert key in measured, key
+
+
+def test_the_card_names_the_weights_it_describes() -> None:
+    """README tables cite the model by the card's version and fingerprint: they must be these weights'."""
+    from spatialgen.models import load_pipeline
+    from spatialgen.models.fingerprint import base_fingerprint
+
+    card = _card()
+    assert card["version"] == 2
+    assert card["unet_fingerprint"] == base_fingerprint(load_pipeline("embedded").unet)

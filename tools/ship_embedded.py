@@ -118,7 +118,23 @@ def ship_ilora(adapters: list[Path]) -> None:
         print(f"I-LoRA {card['intrinsic']} ({card['variant']}, rank {card['rank']}): {size / 1e3:.0f} kB shipped")
 
 
-WEIGHT_SWEEP = "python benchmarks/infsplign.py weights --prompts 64 --weights 300 1000 3000 10000"
+WEIGHT_SWEEP = "python benchmarks/infsplign.py weights --prompts 64 --weights 10 30 100 300 1000 3000"
+
+
+MODEL_VERSION = 2  # the README names the model its figures were measured on by this and the fingerprint
+
+
+def stamp_card() -> None:
+    """Write the shipped model's version and UNet fingerprint into its card (what README tables cite)."""
+    from spatialgen.fileio import atomic_write_json
+    from spatialgen.models.fingerprint import base_fingerprint
+
+    card_path = embedded_path() / "spatialgen.json"
+    card = json.loads(card_path.read_text())
+    card["version"] = MODEL_VERSION
+    card["unet_fingerprint"] = base_fingerprint(load_pipeline("embedded").unet)
+    atomic_write_json(card_path, card)
+    print(f"embedded model: version {MODEL_VERSION}, UNet fingerprint {card['unet_fingerprint']}")
 
 
 def record_infsplign_weight(weight: float) -> None:
@@ -193,6 +209,7 @@ def main() -> None:
     difference = np.abs(images(shipped) - images(source)).max() * 255
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
     print(f"embedded model: {size / 1e6:.1f} MB in {target}; fp16 storage moves pixels by at most {difference:.1f}/255")
+    stamp_card()
     if args.infsplign_weight is not None:
         record_infsplign_weight(args.infsplign_weight)
 
