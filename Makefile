@@ -17,6 +17,7 @@ $(BIN)/spatialgen: pyproject.toml
 setup: $(BIN)/spatialgen
 
 demo: setup
+	$(BIN)/spatialgen generate --prompts examples/demo-prompts.txt --n 2 --out outputs/shapes
 	$(BIN)/spatialgen generate "a red cube to the left of a blue sphere" --n 4 --out outputs/generate
 	$(BIN)/spatialgen generate "a red cube to the left of a blue sphere" --n 2 --method ildm --out outputs/ildm
 	$(BIN)/spatialgen generate "a red cube to the left of a blue sphere" --n 4 --method infsplign --save-attention --out outputs/infsplign
