@@ -119,8 +119,13 @@ class VisorLayout(Layout):
             raise ValueError("the prompt records' 'index' fields repeat: VISOR's layout names images by them")
 
 
+def check_layout(name: str) -> str:
+    """``name`` if it is a layout, else an error listing them (before any model is loaded)."""
+    if name not in LAYOUTS:
+        raise ValueError(f"unknown --layout {name!r}; choose one of {', '.join(LAYOUTS)}")
+    return name
+
+
 def make_layout(name: str, prompts: int, n: int) -> Layout:
     classes = {cls.name: cls for cls in (Layout, GenEvalLayout, T2ICompBenchLayout, VisorLayout)}
-    if name not in classes:
-        raise ValueError(f"unknown --layout {name!r}; choose one of {', '.join(LAYOUTS)}")
-    return classes[name](prompts, n)
+    return classes[check_layout(name)](prompts, n)

@@ -96,12 +96,11 @@ def generate(
     from ..generate import GenerationSettings, native_size, settings_metadata
     from ..generation_run import generate_run
     from ..generators import METHODS, load_generator
-    from ..output_layouts import LAYOUTS
+    from ..output_layouts import check_layout
 
     if (prompt is None) == (prompts is None):
         raise ValueError("give either a PROMPT argument or --prompts FILE (exactly one)")
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown --layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    check_layout(layout)
     records = read_prompt_records(prompts) if prompts is not None else [{"prompt": prompt}]
     prompt_list = [r["prompt"] for r in records]
     processes = distributed_state(device)
