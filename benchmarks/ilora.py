@@ -1,5 +1,6 @@
 """Intrinsic LoRA on the embedded model: accuracy per intrinsic and variant, the control, ablations, cost.
 
+    python benchmarks/ilora.py vae         # per intrinsic: the VAE round trip of exact maps, base vs decoder adapter
     python benchmarks/ilora.py main        # per intrinsic: single-step, augmented, decoder, the estimator
     python benchmarks/ilora.py control     # the same single-step training on a randomly initialised UNet
     python benchmarks/ilora.py rank        # normals at rank 2 / 4 / 8 / 16 / 32
@@ -95,6 +96,8 @@ def rows_for(experiment: str, base: ILoRATrainConfig, args) -> list[tuple[str, I
     out = Path(args.out)
 
     def row(name: str, **changes) -> ILoRATrainConfig:
+        if changes.get("variant") == "decoder":  # its LoRA is the decoder adapter
+            changes["decoder_rank"] = None
         return replace(base, out=str(out / name), **changes)
 
     if experiment == "main":
@@ -122,6 +125,49 @@ def rows_for(experiment: str, base: ILoRATrainConfig, args) -> list[tuple[str, I
         cfg = row("normal-augmented", intrinsic="normal", variant="augmented")
         return [(f"{s} steps", cfg, {"steps": s, "guidance": args.guidance}) for s in args.sampling_steps]
     raise ValueError(experiment)
+
+
+@torch.no_grad()
+def vae_rows(intrinsic: str, data: LabelledImages, adapter: Path | None) -> dict[str, dict]:
+    """How well the VAE alone carries the intrinsic: exact maps encoded and decoded, base decoder vs adapter.
+
+    This bounds every UNet variant from above (their output is decoded by this decoder). The last
+    row asks whether the base decoder can draw the maps at all: latents optimised, per image, to
+    decode to them (300 Adam steps on 16 images; a lower bound for the base decoder's error).
+    """
+    from spatialgen.ilora.targets import image_to_map, map_to_image
+
+    model = IntrinsicLoRAModel.from_base("embedded")
+    vae = model.pipe.vae
+    targets = map_to_image(intrinsic, data.maps)
+    latents = torch.cat([vae.encode(targets[i : i + 64]).latent_dist.mean for i in range(0, len(targets), 64)])
+
+    def decoded(name: str | None) -> torch.Tensor:
+        scaled = latents * vae.config.scaling_factor
+        if name is None:
+            return torch.cat([image_to_map(intrinsic, vae.decode(z).sample) for z in latents.split(64)])
+        return torch.cat([model.decode(z, name) for z in scaled.split(64)])
+
+    rows = {f"{intrinsic}/base decoder": summarise(intrinsic, per_image_scores(intrinsic, decoded(None), data.maps))}
+    if adapter is not None:
+        card = model.load(adapter)
+        rows[f"{intrinsic}/decoder adapter (rank {card['decoder_rank']})"] = {
+            **summarise(intrinsic, per_image_scores(intrinsic, decoded(intrinsic), data.maps)),
+            "decoder_lora_parameters": card["parameters"]["decoder_lora"],
+        }
+    with torch.enable_grad():
+        z = latents[:16].clone().requires_grad_(True)
+        optimiser = torch.optim.Adam([z], lr=0.05)
+        for _ in range(300):
+            loss = torch.nn.functional.mse_loss(vae.decode(z).sample, targets[:16])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    best = image_to_map(intrinsic, vae.decode(z.detach()).sample)
+    rows[f"{intrinsic}/base decoder, best latent"] = summarise(
+        intrinsic, per_image_scores(intrinsic, best, data.maps[:16])
+    )
+    return rows
 
 
 def generated_images(n_prompts: int, seeds: int, intrinsic: str) -> LabelledImages:
@@ -162,13 +208,19 @@ def print_table(title: str, rows: dict[str, dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", choices=("main", "control", "rank", "size", "layers", "sampling", "generated"))
+    parser.add_argument(
+        "experiment", choices=("vae", "main", "control", "rank", "size", "layers", "sampling", "generated")
+    )
     parser.add_argument("--data", default="data/scenes-v2", help="training scenes (exact maps)")
     parser.add_argument("--base", default="embedded")
     parser.add_argument("--out", default="runs/ilora-bench")
     parser.add_argument("--steps", type=int, default=1000, help="training steps per adapter")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--rank", type=int, default=ILoRATrainConfig.rank, help="UNet (or decoder-variant) LoRA rank")
+    parser.add_argument(
+        "--decoder-rank", type=int, default=ILoRATrainConfig.decoder_rank, help="UNet variants' decoder adapter"
+    )
     parser.add_argument("--max-scenes", type=int, default=4000)
     parser.add_argument("--held-out", type=int, default=256)
     parser.add_argument("--intrinsics", nargs="+", default=list(INTRINSICS))
@@ -187,11 +239,18 @@ def main() -> None:
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
+        rank=args.rank,
+        decoder_rank=args.decoder_rank,
         max_scenes=args.max_scenes,
         held_out=args.held_out,
     )
     results: dict[str, dict] = {}
-    if args.experiment == "generated":
+    if args.experiment == "vae":
+        for intrinsic in args.intrinsics:
+            adapter = Path(args.out) / f"{intrinsic}-single_step" / "adapter"
+            data = held_out_labelled(args.data, intrinsic, args.held_out)
+            results.update(vae_rows(intrinsic, data, adapter if (adapter / "ilora.json").is_file() else None))
+    elif args.experiment == "generated":
         for intrinsic in ("normal", "depth"):
             data = generated_images(args.prompts, 2, intrinsic)
             cfg = replace(base, out=str(Path(args.out) / f"{intrinsic}-single_step"), intrinsic=intrinsic)

@@ -379,6 +379,12 @@ def train_ilora_command(
     base: str | None = typer.Option(None, "--base", help="Base pipeline: 'embedded', a folder or a hub id."),
     rank: int | None = typer.Option(None, "--rank", help="LoRA rank (paper: 8)."),
     layers: str | None = typer.Option(None, "--layers", help="Attention the LoRA sits on: both, self or cross."),
+    decoder_rank: int | None = typer.Option(
+        None,
+        "--decoder-rank",
+        help="UNet variants: rank of a LoRA on the VAE decoder that learns to draw the intrinsic (0: the base "
+        "decoder, as the paper; a VAE that never saw such maps needs one).",
+    ),
     steps: int | None = typer.Option(None, "--steps", help="Training steps."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size."),
     lr: float | None = typer.Option(None, "--lr", help="Learning rate (constant)."),
@@ -413,6 +419,7 @@ def train_ilora_command(
         base=base,
         rank=rank,
         layers=layers,
+        decoder_rank=decoder_rank,
         steps=steps,
         batch_size=batch_size,
         lr=lr,

@@ -10,11 +10,24 @@ base and are swapped with :func:`activate`. Three variants:
 * ``augmented``: the same LoRA on a UNet whose ``conv_in`` takes the image latent as extra input
   channels (InstructPix2Pix style). The widened ``conv_in`` is frozen with zero weights on the
   new channels, so it is rebuilt from the base on load and never stored;
-* ``decoder``: LoRA on the attention of the VAE decoder (saved in peft's format).
+* ``decoder``: LoRA on the VAE decoder (saved in peft's format), the image's own latent in.
+
+A UNet adapter may carry a **decoder adapter** of its intrinsic (``decoder_rank`` > 0): LoRA on
+the VAE decoder trained only to decode the intrinsic's own latents (the round trip map -> encoder
+-> decoder -> map), so that a VAE which never saw such maps can draw them. The paper needed none:
+Stable Diffusion's VAE reconstructs normal maps. The embedded model's VAE, trained on scene
+renders only, does not: its round trip of exact normal maps is 43 degrees off, and no latent at
+all brings its frozen decoder under 34 degrees, while a rank-4 decoder adapter brings the round
+trip to 3 degrees (``benchmarks/ilora.py vae``). The reading of intrinsics from the image stays
+the UNet adapter's alone: the decoder adapter never sees an image.
+
+Decoder LoRA sits on the decoder's convolutions as well as its attention: an AutoencoderKL decoder
+has a single attention layer, at its coarsest resolution, which cannot change the colours it draws.
 
 Each adapter folder holds its weights and ``ilora.json`` (the card: intrinsic, variant, rank,
-layers, timestep, the base model's name and weight fingerprint, the training config and held-out
-scores). The fingerprint makes "this LoRA belongs to another base model" an error that names both.
+layers, decoder rank, timestep, the base model's name and weight fingerprint, the training config
+and held-out scores). The fingerprint makes "this LoRA belongs to another base model" an error
+that names both.
 """
 
 from __future__ import annotations
@@ -32,6 +45,10 @@ from .targets import check_intrinsic
 VARIANTS: Final[tuple[str, ...]] = ("single_step", "augmented", "decoder")
 LAYER_CHOICES: Final[tuple[str, ...]] = ("both", "self", "cross")
 PROJECTIONS: Final[str] = r"(to_q|to_k|to_v|to_out\.0)"
+#: Every convolution and attention projection of an AutoencoderKL decoder.
+DECODER_LAYERS: Final[str] = (
+    r"^decoder\.(.*\.)?(conv_in|conv1|conv2|conv|conv_shortcut|conv_out|to_q|to_k|to_v|to_out\.0)$"
+)
 CARD: Final[str] = "ilora.json"
 UNET_WEIGHTS: Final[str] = "pytorch_lora_weights.safetensors"
 DECODER_WEIGHTS: Final[str] = "decoder_lora.safetensors"
@@ -51,8 +68,10 @@ def target_pattern(variant: str, layers: str = "both") -> str:
         raise ValueError(f"layers must be one of {', '.join(LAYER_CHOICES)}, got {layers!r}")
     if variant == "decoder":
         if layers != "both":
-            raise ValueError("the decoder variant has only self-attention; leave layers at 'both'")
-        return rf"^decoder\..*attentions\.\d+\.{PROJECTIONS}$"
+            raise ValueError(
+                "a decoder adapter covers the whole decoder (it has no cross-attention); leave layers at 'both'"
+            )
+        return DECODER_LAYERS
     attention = {"both": "attn[12]", "self": "attn1", "cross": "attn2"}[layers]
     return rf".*\.{attention}\.{PROJECTIONS}$"
 
@@ -77,7 +96,7 @@ def add_adapter(module: torch.nn.Module, name: str, variant: str, rank: int = 8,
         parameter.requires_grad_(trainable)
         added += parameter.numel() if trainable else 0
     if added == 0:
-        raise ValueError(f"{type(module).__name__} has no attention layer for the {variant} variant ({layers})")
+        raise ValueError(f"{type(module).__name__} has no layer for a {variant} LoRA ({layers})")
     activate(module, name)
     return added
 
@@ -86,17 +105,19 @@ def adapter_parameters(module: torch.nn.Module, name: str) -> list[torch.nn.Para
     return [p for n, p in module.named_parameters() if f".lora_A.{name}." in n or f".lora_B.{name}." in n]
 
 
-def activate(module: torch.nn.Module, name: str) -> None:
-    """Make ``name`` the one active adapter of every LoRA layer in ``module``."""
+def activate(module: torch.nn.Module, name: str | None) -> None:
+    """Make ``name`` the one active adapter of every LoRA layer in ``module`` (``None``: the base alone).
+
+    Every layer is switched, also those without ``name`` (they then compute the base): an
+    adapter on self-attention only must not run beside another intrinsic's cross-attention LoRA.
+    """
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    found = False
-    for layer in module.modules():
-        if isinstance(layer, BaseTunerLayer) and name in layer.lora_A:
-            layer.set_adapter(name)
-            found = True
-    if not found:
+    layers = [layer for layer in module.modules() if isinstance(layer, BaseTunerLayer)]
+    if name is not None and not any(name in layer.lora_A for layer in layers):
         raise ValueError(f"no adapter named {name!r} is loaded")
+    for layer in layers:
+        layer.set_adapter([] if name is None else name)
 
 
 def widen_conv_in(unet: torch.nn.Module, extra: int) -> torch.nn.Module:
@@ -118,25 +139,33 @@ def widen_conv_in(unet: torch.nn.Module, extra: int) -> torch.nn.Module:
     return unet
 
 
-def save_adapter(module: torch.nn.Module, name: str, folder: str | os.PathLike[str], card: Mapping[str, Any]) -> Path:
-    """Write adapter ``name`` of ``module`` and its card to ``folder`` (replaced atomically)."""
+def decoder_rank(card: Mapping[str, Any]) -> int:
+    """The rank of the adapter's LoRA on the VAE decoder (0: it decodes with the base decoder)."""
+    return int(card["rank"]) if card["variant"] == "decoder" else int(card.get("decoder_rank", 0))
+
+
+def save_adapter(pipe: Any, name: str, folder: str | os.PathLike[str], card: Mapping[str, Any]) -> Path:
+    """Write adapter ``name`` of ``pipe`` (its UNet part, its decoder part) and its card to ``folder``, atomically."""
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
     from ..fileio import atomic_write_json, replace_dir
 
     variant = check_variant(card["variant"])
-    state = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(module, adapter_name=name).items()}
+
+    def state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return {
+            k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(module, adapter_name=name).items()
+        }
+
     folder = Path(folder)
     with replace_dir(folder) as tmp:
-        if variant == "decoder":
-            save_file(state, str(tmp / DECODER_WEIGHTS), metadata={"format": "pt"})
-        else:
+        if variant != "decoder":
             from diffusers import StableDiffusionPipeline
 
             StableDiffusionPipeline.save_lora_weights(
                 tmp,
-                unet_lora_layers=state,
+                unet_lora_layers=state(pipe.unet),
                 weight_name=UNET_WEIGHTS,
                 unet_lora_adapter_metadata={
                     "r": card["rank"],
@@ -144,6 +173,8 @@ def save_adapter(module: torch.nn.Module, name: str, folder: str | os.PathLike[s
                     "target_modules": target_pattern(variant, card["layers"]),
                 },
             )
+        if decoder_rank(card):
+            save_file(state(pipe.vae), str(tmp / DECODER_WEIGHTS), metadata={"format": "pt"})
         atomic_write_json(tmp / CARD, dict(card))
     return folder
 
@@ -165,51 +196,56 @@ def read_card(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return card
 
 
-def check_base(card: Mapping[str, Any], fingerprint: str, model: str) -> None:
-    """Refuse an adapter trained on another base model, naming both."""
+def check_base(card: Mapping[str, Any], fingerprint: str, model: str, key: str = "fingerprint") -> None:
+    """Refuse an adapter trained on another base model, naming both (``key``: which weights' fingerprint)."""
     trained = card.get("base", {})
-    if trained.get("fingerprint") != fingerprint:
+    if trained.get(key) != fingerprint:
+        part = "VAE " if key == "vae_fingerprint" else ""
         raise ValueError(
             f"the {card['intrinsic']} I-LoRA was trained for base model {trained.get('model')!r} "
-            f"(weights {trained.get('fingerprint')}), but the model given is {model!r} (weights {fingerprint}); "
+            f"({part}weights {trained.get(key)}), but the model given is {model!r} ({part}weights {fingerprint}); "
             f"load it with --model {trained.get('model')} or train an adapter for {model!r}"
         )
 
 
-def load_adapter(module: torch.nn.Module, folder: str | os.PathLike[str], pipe: Any = None) -> dict[str, Any]:
-    """Load the adapter in ``folder`` into ``module`` under its intrinsic's name; returns its card.
-
-    UNet adapters load through diffusers' ``pipe.load_lora_weights`` (the path users take); the
-    decoder's through peft. A file that does not parse, or whose tensors do not fit, is an error
-    and leaves nothing half-loaded behind to be used.
-    """
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; re-train or re-copy the adapter")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"{path} is not a readable safetensors file ({error}); re-train or re-copy it") from error
+
+
+def load_adapter(pipe: Any, folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load the adapter in ``folder`` into ``pipe`` under its intrinsic's name; returns its card.
+
+    The UNet part loads through diffusers' ``pipe.load_lora_weights`` (the path users take), the
+    decoder part through peft into ``pipe.vae``. Every file is read before anything is loaded, so
+    an unreadable file is an error that leaves the model as it was.
+    """
+    from peft import set_peft_model_state_dict
+
     folder = Path(folder)
     card = read_card(folder)
-    name = card["intrinsic"]
-    weights = folder / (DECODER_WEIGHTS if card["variant"] == "decoder" else UNET_WEIGHTS)
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights} is missing; re-train or re-copy the adapter")
+    name, variant, rank = card["intrinsic"], card["variant"], decoder_rank(card)
+    decoder_state = _read_weights(folder / DECODER_WEIGHTS) if rank else None
+    if variant != "decoder":
+        _read_weights(folder / UNET_WEIGHTS)
     try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError) as error:
-        raise ValueError(f"{weights} is not a readable safetensors file ({error}); re-train or re-copy it") from error
-    try:
-        if card["variant"] == "decoder":
-            from peft import set_peft_model_state_dict
-
-            add_adapter(module, name, "decoder", card["rank"], card["layers"])
-            result = set_peft_model_state_dict(module, state, adapter_name=name)
+        if variant != "decoder":
+            pipe.load_lora_weights(str(folder), weight_name=UNET_WEIGHTS, adapter_name=name)
+        if decoder_state is not None:
+            add_adapter(pipe.vae, name, "decoder", rank)
+            result = set_peft_model_state_dict(pipe.vae, decoder_state, adapter_name=name)
             unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora" in k]
             if unexpected:
                 raise ValueError(f"unexpected keys {unexpected[:3]}")
-        else:
-            pipe.load_lora_weights(str(folder), weight_name=UNET_WEIGHTS, adapter_name=name)
     except (RuntimeError, ValueError, KeyError) as error:
         raise ValueError(f"the LoRA in {str(folder)!r} does not fit this model: {error}") from error
-    for parameter in module.parameters():
-        parameter.requires_grad_(False)
-    activate(module, name)
+    for module in (pipe.unet, pipe.vae):
+        module.requires_grad_(False)
     return card

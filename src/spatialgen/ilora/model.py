@@ -12,7 +12,11 @@ batch of precomputed latents) and for prediction (images in, maps out):
   trained with the base's own objective (epsilon or v), sampled with DPM-Solver++ and text CFG.
   ``image_conditioning=False`` is the paper's naive multi-step baseline: no extra channels, and
   sampling starts from the image latent noised to ``strength`` (SDEdit), which misaligns.
-* ``decoder``: the image's latent through the VAE decoder, whose attention carries the LoRA.
+* ``decoder``: the image's latent through the VAE decoder, which carries the LoRA.
+
+The UNet variants may also carry a decoder adapter per intrinsic (``decoder_rank``; see
+:mod:`spatialgen.ilora.adapters`) with which their output latent is decoded: trained on the round
+trip of the intrinsic's maps alone, it lets a VAE that never saw such maps draw them.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from .adapters import (
     add_adapter,
     check_base,
     check_variant,
+    decoder_rank,
     load_adapter,
     read_card,
     widen_conv_in,
@@ -54,6 +59,7 @@ class IntrinsicLoRAModel:
         image_conditioning: bool = True,
         zero_snr: bool | None = None,
         random_init_seed: int | None = None,
+        base_parameters: int | None = None,
     ) -> None:
         self.pipe = pipe
         self.variant = check_variant(variant)
@@ -62,6 +68,9 @@ class IntrinsicLoRAModel:
         self.timestep = timestep
         self.image_conditioning = image_conditioning
         self.random_init_seed = random_init_seed
+        self.vae_fingerprint = base_fingerprint(pipe.vae)
+        #: UNet + VAE, as the paper counts a diffusion model's parameters (Tab. 5).
+        self.base_parameters = base_parameters or sum(p.numel() for m in (pipe.unet, pipe.vae) for p in m.parameters())
         self.scheduler_config = scheduler_config(pipe.scheduler.config, zero_snr)
         self.cards: dict[str, dict[str, Any]] = {}
         self._text: dict[str, torch.Tensor] = {}
@@ -101,9 +110,20 @@ class IntrinsicLoRAModel:
             part.requires_grad_(False).eval()
         adapted = pipe.vae if variant == "decoder" else pipe.unet
         fingerprint = base_fingerprint(adapted)
+        base_parameters = sum(p.numel() for m in (pipe.unet, pipe.vae) for p in m.parameters())
         if variant == "augmented" and image_conditioning:
             widen_conv_in(pipe.unet, pipe.vae.config.latent_channels)
-        return cls(pipe, variant, str(model), fingerprint, timestep, image_conditioning, zero_snr, random_init_seed)
+        return cls(
+            pipe,
+            variant,
+            str(model),
+            fingerprint,
+            timestep,
+            image_conditioning,
+            zero_snr,
+            random_init_seed,
+            base_parameters,
+        )
 
     @property
     def module(self) -> torch.nn.Module:
@@ -114,26 +134,56 @@ class IntrinsicLoRAModel:
     def device(self) -> torch.device:
         return self.pipe.unet.device
 
-    def add(self, intrinsic: str, rank: int = 8, layers: str = "both") -> list[torch.nn.Parameter]:
-        """A new, trainable adapter for ``intrinsic``; returns its parameters."""
+    def add(
+        self, intrinsic: str, rank: int = 8, layers: str = "both", decoder_rank: int = 0
+    ) -> list[torch.nn.Parameter]:
+        """A new, trainable adapter for ``intrinsic`` (with a decoder adapter if ``decoder_rank``); its parameters."""
+        if decoder_rank < 0:
+            raise ValueError(f"decoder_rank must be 0 (the base decoder) or positive, got {decoder_rank}")
+        if self.variant == "decoder" and decoder_rank:
+            raise ValueError(
+                "the decoder variant's LoRA is the decoder adapter; set its size with rank, not decoder_rank"
+            )
         add_adapter(self.module, intrinsic, self.variant, rank, layers)
-        self.cards[intrinsic] = {"intrinsic": intrinsic, "rank": rank, "layers": layers}
-        return adapter_parameters(self.module, intrinsic)
+        if decoder_rank:
+            add_adapter(self.pipe.vae, intrinsic, "decoder", decoder_rank)
+        self.cards[intrinsic] = {"intrinsic": intrinsic, "rank": rank, "layers": layers, "decoder_rank": decoder_rank}
+        return self.parameters(intrinsic)
+
+    def parameters(self, intrinsic: str) -> list[torch.nn.Parameter]:
+        """The trainable parameters of the intrinsic's adapter: its UNet (or decoder) LoRA and any decoder LoRA."""
+        found = adapter_parameters(self.module, intrinsic)
+        if self.variant != "decoder":
+            found += adapter_parameters(self.pipe.vae, intrinsic)
+        return found
 
     def card(self, intrinsic: str, **extra: Any) -> dict[str, Any]:
         """The card an adapter is saved with: what it is, what it was trained on, which base it needs."""
         from .adapters import NORMAL_CONVENTION
 
-        base_parameters = sum(p.numel() for n, p in self.module.named_parameters() if ".lora_" not in n)
-        added = sum(p.numel() for p in adapter_parameters(self.module, intrinsic))
+        on_module = sum(p.numel() for p in adapter_parameters(self.module, intrinsic))
+        on_decoder = sum(p.numel() for p in self.parameters(intrinsic)) - on_module
+        added = on_module + on_decoder
         return {
             **self.cards[intrinsic],
             "variant": self.variant,
             "prompt": prompt_for(intrinsic),
             "timestep": self.timestep,
             "image_conditioning": self.image_conditioning,
-            "base": {"model": self.model_name, "fingerprint": self.fingerprint, "random_init": self.random_init_seed},
-            "parameters": {"lora": added, "base": base_parameters, "percent": 100.0 * added / base_parameters},
+            "base": {
+                "model": self.model_name,
+                "fingerprint": self.fingerprint,
+                "vae_fingerprint": self.vae_fingerprint,
+                "random_init": self.random_init_seed,
+            },
+            "parameters": {
+                "lora": added,
+                "unet_lora": 0 if self.variant == "decoder" else on_module,
+                "decoder_lora": on_module if self.variant == "decoder" else on_decoder,
+                "base": self.base_parameters,
+                "base_counts": "UNet + VAE",
+                "percent": 100.0 * added / self.base_parameters,
+            },
             "normal_convention": NORMAL_CONVENTION,
             **extra,
         }
@@ -144,9 +194,14 @@ class IntrinsicLoRAModel:
         if card["variant"] != self.variant:
             raise ValueError(f"{str(folder)!r} holds a {card['variant']} adapter; this model is {self.variant}")
         check_base(card, self.fingerprint, self.model_name)
-        card = load_adapter(self.module, folder, self.pipe)
+        if decoder_rank(card) and self.variant != "decoder":
+            check_base(card, self.vae_fingerprint, self.model_name, key="vae_fingerprint")
+        card = load_adapter(self.pipe, folder)
         self.cards[card["intrinsic"]] = card
         return card
+
+    def has_decoder_adapter(self, intrinsic: str) -> bool:
+        return self.variant != "decoder" and bool(self.cards.get(intrinsic, {}).get("decoder_rank", 0))
 
     # ------------------------------------------------------------------------- shared pieces
 
@@ -171,36 +226,52 @@ class IntrinsicLoRAModel:
         mode = self.pipe.vae.encode(images.to(self.device, self.pipe.vae.dtype)).latent_dist.mode()
         return mode * self.pipe.vae.config.scaling_factor if self.variant == "single_step" else mode
 
+    def decode_latents(self, latents: torch.Tensor, intrinsic: str) -> torch.Tensor:
+        """Scaled intrinsic latents -> [-1, 1] images, by the intrinsic's decoder adapter or else the base decoder."""
+        activate(self.pipe.vae, intrinsic if self.has_decoder_adapter(intrinsic) else None)
+        return self.pipe.vae.decode(latents / self.pipe.vae.config.scaling_factor).sample
+
     def decode(self, latents: torch.Tensor, intrinsic: str) -> torch.Tensor:
-        """Scaled intrinsic latents -> maps in [0, 1] (the base VAE's decoder, without any decoder adapter)."""
-        images = self.pipe.vae.decode(latents / self.pipe.vae.config.scaling_factor).sample
-        return image_to_map(intrinsic, images)
+        """Scaled intrinsic latents -> maps in [0, 1]."""
+        return image_to_map(intrinsic, self.decode_latents(latents, intrinsic))
 
     # ------------------------------------------------------------------------- training
 
     def loss(
-        self, intrinsic: str, image_latents: torch.Tensor, target: torch.Tensor, generator: torch.Generator
+        self,
+        intrinsic: str,
+        image_latents: torch.Tensor,
+        target: torch.Tensor | None,
+        target_image: torch.Tensor,
+        generator: torch.Generator,
     ) -> torch.Tensor:
         """The variant's training loss on one batch.
 
-        ``target`` is the intrinsic's scaled latent (a posterior sample) for the UNet variants and
-        the intrinsic as a [-1, 1] image for the decoder variant.
+        ``target`` is the intrinsic's scaled latent (a posterior sample) for the UNet variants, and
+        ``target_image`` the intrinsic as a [-1, 1] image: what the decoder variant is compared
+        with in pixels, and what a decoder adapter must rebuild from ``target`` (the round trip).
         """
         activate(self.module, intrinsic)
         n = image_latents.shape[0]
+        if self.variant == "decoder":
+            return F.mse_loss(self.pipe.vae.decode(image_latents).sample.float(), target_image.float())
+        if target is None:
+            raise ValueError(f"the {self.variant} variant trains on the intrinsic's latents; pass target")
         if self.variant == "single_step":
             t = torch.full((n,), self.timestep, device=self.device, dtype=torch.long)
             pred = self.pipe.unet(image_latents, t, encoder_hidden_states=self.text(intrinsic, n)).sample
-            return F.mse_loss(pred.float(), target.float())
-        if self.variant == "decoder":
-            return F.mse_loss(self.pipe.vae.decode(image_latents).sample.float(), target.float())
-        scheduler = self.training_scheduler()
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=generator).to(self.device)
-        noise = torch.randn(target.shape, generator=generator).to(self.device)
-        noisy = scheduler.add_noise(target, noise, t)
-        inputs = torch.cat([noisy, image_latents], dim=1) if self.image_conditioning else noisy
-        pred = self.pipe.unet(inputs, t, encoder_hidden_states=self.text(intrinsic, n)).sample
-        return F.mse_loss(pred.float(), denoising_target(scheduler, target, noise, t).float())
+            loss = F.mse_loss(pred.float(), target.float())
+        else:
+            scheduler = self.training_scheduler()
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=generator).to(self.device)
+            noise = torch.randn(target.shape, generator=generator).to(self.device)
+            noisy = scheduler.add_noise(target, noise, t)
+            inputs = torch.cat([noisy, image_latents], dim=1) if self.image_conditioning else noisy
+            pred = self.pipe.unet(inputs, t, encoder_hidden_states=self.text(intrinsic, n)).sample
+            loss = F.mse_loss(pred.float(), denoising_target(scheduler, target, noise, t).float())
+        if self.has_decoder_adapter(intrinsic):  # separate parameters: the sum trains each on its own loss
+            loss = loss + F.mse_loss(self.decode_latents(target, intrinsic).float(), target_image.float())
+        return loss
 
     def training_scheduler(self) -> Any:
         from diffusers import DDPMScheduler

@@ -40,6 +40,8 @@ from .scoring import score_maps
 from .targets import check_intrinsic, estimated_maps, map_to_image, scene_maps
 
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "out")
+#: Rank of the decoder adapter the UNet variants train unless told otherwise (see ``ilora.adapters``).
+DEFAULT_DECODER_RANK = 2
 
 
 @dataclass
@@ -51,8 +53,12 @@ class ILoRATrainConfig:
     intrinsic: str = "normal"
     variant: str = "single_step"
     base: str = "embedded"
-    rank: int = 8
+    # The defaults fit the embedded model: together below 1% of its UNet + VAE parameters. The paper's
+    # Stable Diffusion setting is rank 8 with no decoder adapter (SD's VAE draws normal maps already).
+    rank: int = 4
     layers: str = "both"  # attention the LoRA sits on: both, self (attn1) or cross (attn2)
+    decoder_rank: int | None = None  # UNet variants: a LoRA of this rank on the VAE decoder draws the intrinsic
+    # (0: none; None: DEFAULT_DECODER_RANK for the UNet variants, whose LoRA the decoder variant already is)
     steps: int = 1000
     batch_size: int = 16
     lr: float = 1e-3
@@ -75,6 +81,12 @@ class ILoRATrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.layers not in LAYER_CHOICES:
             raise ValueError(f"layers must be one of {', '.join(LAYER_CHOICES)}, got {self.layers!r}")
+        if self.decoder_rank is not None and self.decoder_rank < 0:
+            raise ValueError(f"decoder_rank must be 0 (the base decoder) or positive, got {self.decoder_rank}")
+        if self.decoder_rank and self.variant == "decoder":
+            raise ValueError(
+                "the decoder variant's LoRA is itself on the decoder: size it with rank, leave decoder_rank 0"
+            )
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.labels != "exact" and self.intrinsic not in ("depth", "normal"):
@@ -82,6 +94,13 @@ class ILoRATrainConfig:
         if self.labels.startswith("depth:") and self.intrinsic != "depth":
             raise ValueError(f"--labels {self.labels} labels depth only; train {self.intrinsic} another way")
         return self
+
+    @property
+    def resolved_decoder_rank(self) -> int:
+        """The decoder adapter's rank this run trains (0: none)."""
+        if self.decoder_rank is not None:
+            return self.decoder_rank
+        return 0 if self.variant == "decoder" else DEFAULT_DECODER_RANK
 
     def build_model(self, device: str | torch.device = "cpu") -> IntrinsicLoRAModel:
         return IntrinsicLoRAModel.from_base(
@@ -164,26 +183,23 @@ def held_out_labelled(root: str | os.PathLike[str], intrinsic: str, n: int) -> L
 @torch.no_grad()
 def encode_pairs(
     model: IntrinsicLoRAModel, data: LabelledImages, intrinsic: str, batch: int = 128
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(image latents as the variant reads them, target mean, target std), encoded once.
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(image latents as the variant reads them, target latent mean, target latent std), encoded once.
 
-    The decoder variant's target is the map's image itself (std 0): it is compared in pixels.
+    The decoder variant has no target latent (``None``): it is compared with the map in pixels.
     """
     vae = model.pipe.vae
     inputs, means, stds = [], [], []
     for i in range(0, len(data.images), batch):
         images = data.images[i : i + batch].float() / 127.5 - 1.0
         inputs.append(model.image_latents(images).cpu())
-        target = map_to_image(intrinsic, data.maps[i : i + batch]).to(model.device)
-        if model.variant == "decoder":
-            means.append(target.cpu())
-            stds.append(torch.zeros(1))
-        else:
-            dist = vae.encode(target).latent_dist
+        if model.variant != "decoder":
+            dist = vae.encode(map_to_image(intrinsic, data.maps[i : i + batch]).to(model.device)).latent_dist
             means.append(dist.mean.cpu() * vae.config.scaling_factor)
             stds.append(dist.std.cpu() * vae.config.scaling_factor)
-    std = torch.zeros(()) if model.variant == "decoder" else torch.cat(stds)
-    return torch.cat(inputs), torch.cat(means), std
+    if model.variant == "decoder":
+        return torch.cat(inputs), None, None
+    return torch.cat(inputs), torch.cat(means), torch.cat(stds)
 
 
 def train_ilora(cfg: ILoRATrainConfig, resume: str | None = None, cpu: bool = False) -> Path:
@@ -197,7 +213,7 @@ def train_ilora(cfg: ILoRATrainConfig, resume: str | None = None, cpu: bool = Fa
     accelerator = Accelerator(cpu=cpu)
     torch.manual_seed(cfg.seed)
     model = cfg.build_model(accelerator.device)
-    params = model.add(cfg.intrinsic, cfg.rank, cfg.layers)
+    params = model.add(cfg.intrinsic, cfg.rank, cfg.layers, cfg.resolved_decoder_rank)
     holder = ParameterState(params)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
     start = resume_step(run, resume, {"lora": holder}, optimizer, None)
@@ -212,10 +228,11 @@ def train_ilora(cfg: ILoRATrainConfig, resume: str | None = None, cpu: bool = Fa
         rng = batch_generator(cfg.seed + 3, step, accelerator.process_index)
         idx = torch.from_numpy(draw_indices(rng, len(inputs), cfg.batch_size))
         generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-        target = mean[idx]
-        if model.variant != "decoder":  # a posterior sample of the target's latent, as the paper's code
-            target = target + std[idx] * torch.randn(target.shape, generator=generator)
-        loss = model.loss(cfg.intrinsic, inputs[idx].to(model.device), target.to(model.device), generator)
+        target = None
+        if mean is not None:  # a posterior sample of the target's latent, as the paper's code
+            target = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=generator)).to(model.device)
+        target_image = map_to_image(cfg.intrinsic, data.maps[idx]).to(model.device)
+        loss = model.loss(cfg.intrinsic, inputs[idx].to(model.device), target, target_image, generator)
         adapter_step(accelerator, loss, params, optimizer)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         done = step + 1
@@ -244,7 +261,7 @@ def train_ilora(cfg: ILoRATrainConfig, resume: str | None = None, cpu: bool = Fa
 def save_adapter_folder(model: IntrinsicLoRAModel, intrinsic: str, folder: Path, card: dict[str, Any]) -> Path:
     from .adapters import save_adapter
 
-    return save_adapter(model.module, intrinsic, folder, card)
+    return save_adapter(model.pipe, intrinsic, folder, card)
 
 
 @torch.no_grad()
