@@ -11,11 +11,21 @@ ROOT = Path(spatialgen.__file__).parent
 
 #: Lowest first. A module may import its own layer and any lower one, never a higher one.
 LAYERS: list[set[str]] = [
-    {"spatialgen", "fileio", "logs", "devices", "image_grid", "relations", "intrinsics", "training_harness"},
-    {"triplets", "intrinsic_files", "output_layouts", "scenes", "tore"},
+    {
+        "spatialgen",
+        "fileio",
+        "logs",
+        "devices",
+        "image_grid",
+        "relations",
+        "intrinsics",
+        "training_harness",
+        "shard_jobs",
+    },
+    {"triplets", "intrinsic_files", "intrinsic_shards", "output_layouts", "scenes", "tore"},
     {"models", "eval"},
     {"guidance"},
-    {"ildm", "ilora", "esplora", "curate"},
+    {"ildm", "ilora", "esplora", "curate", "extraction"},
     {"generators"},
     {"generate", "generation_run", "bias"},
     {"cli", "__main__"},

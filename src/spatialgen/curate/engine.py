@@ -1,4 +1,4 @@
-"""Running curation over a source: shard by shard, locally or on Ray Data, resumable, same bytes either way.
+"""Running curation over a source: shard by shard (:mod:`spatialgen.shard_jobs`), resumable, same bytes either way.
 
 Each input shard becomes ``OUT/shards/<name>.tar`` (webdataset: ``KEY.png`` and ``KEY.json`` with
 the curated captions, the source's captions and the detections) and ``OUT/reports/<name>.json``
@@ -55,6 +55,11 @@ class CurationSettings:
             raise FileNotFoundError(f"--vocabulary {self.vocabulary!r}: use scenes, coco or a text file of names")
         return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
+    def worker(self) -> Callable[[InputShard, Path], dict[str, Any]]:
+        """What one process runs per shard (the detector and depth model loaded once)."""
+        curator = self.build()
+        return lambda shard, out: process_shard(shard, out, curator)
+
     def build(self) -> Curator:
         from ..eval.detection.depth import load_depth_estimator
         from ..eval.detection.detectors import load_detector
@@ -76,19 +81,8 @@ def _png(image: Any) -> bytes:
     return buffer.getvalue()
 
 
-def process_shard(shard: InputShard, out: Path, curator: Curator, threads: int = 1) -> dict[str, Any]:
+def process_shard(shard: InputShard, out: Path, curator: Curator) -> dict[str, Any]:
     """Curate one input shard into its output tar and report; returns the report."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return _process_shard(shard, out, curator)
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _process_shard(shard: InputShard, out: Path, curator: Curator) -> dict[str, Any]:
     counts: Counter = Counter()
     unreadable: list[str] = []
     buffer = io.BytesIO()
@@ -140,64 +134,6 @@ def _process_shard(shard: InputShard, out: Path, curator: Curator) -> dict[str, 
     return report
 
 
-def pending(shards: list[InputShard], out: Path) -> list[InputShard]:
-    return [s for s in shards if not (out / "reports" / f"{s.name}.json").is_file()]
-
-
-def run_local(
-    shards: list[InputShard], out: Path, settings: CurationSettings, progress: Callable[[int], None] | None = None
-) -> None:
-    curator = settings.build()
-    for shard in shards:
-        process_shard(shard, out, curator, settings.threads)
-        if progress is not None:
-            progress(1)
-
-
-class _RayShardWorker:
-    """A Ray Data actor: builds its curator (detector, depth model) once, then curates whole shards."""
-
-    def __init__(self, out: str, settings: dict[str, Any]) -> None:
-        self.out = Path(out)
-        self.settings = CurationSettings(**settings)
-        self.curator = self.settings.build()
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        names = []
-        for encoded in batch["shard"]:
-            shard = InputShard(**json.loads(str(encoded)))
-            names.append(process_shard(shard, self.out, self.curator, self.settings.threads)["shard"])
-        return {"shard": names}
-
-
-def run_ray(
-    shards: list[InputShard], out: Path, settings: CurationSettings, address: str | None = None, workers: int = 2
-) -> None:
-    """The same shards through Ray Data: a cluster at ``address``, or a local Ray started for the job."""
-    try:
-        import ray
-    except ImportError as error:
-        raise ImportError("--engine ray needs Ray Data: pip install 'spatialgen[scale]'") from error
-    started = False
-    if not ray.is_initialized():
-        kwargs = {"address": address} if address else {"num_cpus": max(1, workers), "include_dashboard": False}
-        ray.init(log_to_driver=False, configure_logging=False, **kwargs)
-        started = True
-    try:
-        items = [{"shard": json.dumps(asdict(s))} for s in shards]
-        dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-        dataset.map_batches(
-            _RayShardWorker,
-            fn_constructor_kwargs={"out": str(out), "settings": asdict(settings)},
-            batch_size=1,
-            concurrency=max(1, workers),
-            num_cpus=1,
-        ).materialize()
-    finally:
-        if started:
-            ray.shutdown()
-
-
 def merge_reports(out: Path, shards: list[InputShard]) -> dict[str, Any]:
     """The job's report: every shard's counts added up, relations balanced or not, unreadable items listed."""
     total: Counter = Counter()
@@ -231,11 +167,11 @@ def curate(
     ``chunk`` is the number of images (or scenes) per input shard of a folder source.
     """
     from ..fileio import ensure_writable_dir
+    from ..shard_jobs import check_engine, run_shards
 
     settings = settings or CurationSettings()
     CurationRules(**settings.rules).validate()
-    if engine not in ("local", "ray"):
-        raise ValueError(f"--engine must be local or ray, got {engine!r}")
+    check_engine(engine)
     shards = list_shards(source, chunk)
     folder = ensure_writable_dir(out)
     settings_path = folder / "settings.json"
@@ -243,14 +179,5 @@ def curate(
     if settings_path.is_file() and json.loads(settings_path.read_text()) != recorded:
         raise ValueError(f"{folder} holds a curation with other settings; choose another --out")
     atomic_write_json(settings_path, recorded)
-    todo = pending(shards, folder)
-    if progress is not None:
-        progress(len(shards) - len(todo))
-    if todo:
-        if engine == "ray":
-            run_ray(todo, folder, settings, address, workers)
-            if progress is not None:
-                progress(len(todo))
-        else:
-            run_local(todo, folder, settings, progress)
+    run_shards(shards, folder, settings, engine, address, workers, progress)
     return merge_reports(folder, shards)

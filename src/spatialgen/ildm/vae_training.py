@@ -67,9 +67,9 @@ def uint8_to_packed(stored: torch.Tensor) -> torch.Tensor:
 
 def load_packed_intrinsics(root: str | os.PathLike[str], limit: int | None = None) -> torch.Tensor:
     """Every scene's packed intrinsics (N, 8, H, W) as uint8 (a quarter of float32's memory)."""
-    from ..scenes.shards import SceneShards
+    from ..intrinsic_shards import open_dataset
 
-    shards = SceneShards(root)
+    shards = open_dataset(root)
     n = len(shards) if limit is None else min(limit, len(shards))
     if n == 0:
         raise ValueError(f"the dataset at {str(root)!r} holds no scenes; make one with `spatialgen scenes make`")

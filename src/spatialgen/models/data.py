@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..intrinsic_shards import open_dataset
 from ..scenes.captions import DEFAULT_CAPTION_MIX, RELATIONAL_KINDS, check_caption_mix, choose_caption
 from ..scenes.held_out import is_held_out_caption
 from ..scenes.sampling import Draw
-from ..scenes.shards import SceneShards
 from ..scenes.spec import SceneConfig
 
 
@@ -31,7 +31,7 @@ class SceneTensors:
 
     @classmethod
     def from_shards(cls, root: str | os.PathLike[str], limit: int | None = None, progress: bool = True) -> SceneTensors:
-        shards = SceneShards(root)
+        shards = open_dataset(root)
         n = len(shards) if limit is None else min(limit, len(shards))
         if n == 0:
             raise ValueError(f"the dataset at {str(root)!r} holds no scenes; make one with `spatialgen scenes make`")

@@ -449,7 +449,7 @@ def train_base(
         {
             "model": cfg.model,
             "training": asdict(cfg),
-            "data": json.loads(manifest.read_text())["params"] if manifest.is_file() else None,
+            "data": json.loads(manifest.read_text()).get("params") if manifest.is_file() else None,
             "command": reproduce_command(cfg),
             "training_seconds": {"vae": vae_seconds, "diffusion": diffusion_seconds},
         },

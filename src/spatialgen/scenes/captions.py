@@ -127,11 +127,15 @@ def choose_caption(captions: Mapping[str, str], mix: Mapping[str, float], draw: 
     """Draw (kind, caption) with probabilities ``mix`` renormalised over the kinds present.
 
     A scene without any kind the mix asks for (e.g. one object, relational mix) falls back to
-    its attribute caption.
+    its attribute caption; a real image (captions of no scene kind) gives one of its own, uniformly.
     """
     kinds = [k for k in CAPTION_KINDS if mix.get(k, 0.0) > 0 and k in captions]
     if not kinds:
-        return "attributes", captions["attributes"]
+        if "attributes" in captions:
+            return "attributes", captions["attributes"]
+        present = list(captions)  # a real image's captions (``caption``, ``caption-2``, ...): any of them
+        kind = present[draw.index(len(present))]
+        return kind, captions[kind]
     total = sum(mix[k] for k in kinds)
     u = draw.uniform(0.0, total)
     for kind in kinds:
