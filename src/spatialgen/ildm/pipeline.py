@@ -1,4 +1,8 @@
-"""``IntrinsicLDMPipeline``: co-generate an image and its intrinsics (I-LDM, section 3) with any SD-family UNet.
+"""I-LDM pipelines: co-generate an image and its intrinsics (I-LDM, section 3) on SD, SDXL or PixArt-alpha.
+
+``IntrinsicLDMPipeline`` (SD 1.x / 2.x, the embedded model), ``IntrinsicLDMXLPipeline`` (SDXL) and
+``IntrinsicLDMPixArtPipeline`` (PixArt-alpha's transformer) share one denoising loop; what differs
+per backbone (text conditioning, the denoiser's call) is :mod:`spatialgen.ildm.backbones`.
 
 The canonical diffusers order: check inputs, encode the prompt, prepare latents, denoise, decode,
 return an output dataclass. What differs from ``StableDiffusionPipeline``:
@@ -42,6 +46,7 @@ from ..models.pipeline import model_card, set_model_card
 from ..triplets import SpatialTriplet
 from .adapter import install_cross_domain, load_intrinsic_lora, save_intrinsic_lora
 from .attention import CrossDomainState, JointLayout
+from .backbones import Conditioning, encode, encode_sd, family_of, predict
 from .intrinsic_vae import decode_intrinsics
 from .schedules import WeightSchedule, resolve_schedule, schedule_from_dict, schedule_to_dict
 
@@ -83,6 +88,9 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
             unet=unet,
             scheduler=scheduler,
         )
+        self._finish_init()
+
+    def _finish_init(self) -> None:
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
         self.cross_domain: CrossDomainState | None = None
@@ -99,14 +107,28 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
         rank: int = 32,
         schedule: str | WeightSchedule = "drop",
     ) -> IntrinsicLDMPipeline:
-        """From an SD pipeline's components: install the intrinsic domain (new, or a saved LoRA folder)."""
-        pipe = cls(base.vae, intrinsic_vae, base.text_encoder, base.tokenizer, base.unet, base.scheduler)
+        """From a base pipeline's components (SD, SDXL or PixArt-alpha; the I-LDM class follows the base):
+        install the intrinsic domain (new, or a saved LoRA folder)."""
+        pipe = pipeline_class_for(base).from_components(base, intrinsic_vae)
         if lora is not None:
-            pipe.cross_domain = load_intrinsic_lora(pipe.unet, lora)
+            pipe.cross_domain = load_intrinsic_lora(pipe.denoiser, lora)
         else:
-            pipe.cross_domain = install_cross_domain(pipe.unet, rank=rank)
+            pipe.cross_domain = install_cross_domain(pipe.denoiser, rank=rank)
         pipe.default_schedule = resolve_schedule(schedule)
         return pipe
+
+    @classmethod
+    def from_components(cls, base: DiffusionPipeline, intrinsic_vae: AutoencoderKL) -> IntrinsicLDMPipeline:
+        return cls(base.vae, intrinsic_vae, base.text_encoder, base.tokenizer, base.unet, base.scheduler)
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        """The network both domains share: the UNet, or PixArt's transformer."""
+        return self.unet
+
+    @property
+    def denoiser_name(self) -> str:
+        return "unet"
 
     def load_image_lora(
         self, lora: str | os.PathLike[str] | dict[str, torch.Tensor], adapter_name: str = "image", scale: float = 1.0
@@ -116,18 +138,18 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
 
         if self.cross_domain is None:
             raise ValueError("this pipeline has no intrinsic domain; build it with IntrinsicLDMPipeline.from_base")
-        return load_image_lora(self.unet, self.cross_domain, lora, adapter_name, scale)
+        return load_image_lora(self.denoiser, self.cross_domain, lora, adapter_name, scale)
 
     def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> None:
         if self.cross_domain is None:
             raise ValueError("this pipeline has no intrinsic domain; build it with IntrinsicLDMPipeline.from_base")
         folder = Path(save_directory)
-        with_lora = self.unet
-        self.register_modules(unet=_base_unet(with_lora))
+        with_lora = self.denoiser
+        self.register_modules(**{self.denoiser_name: _base_denoiser(with_lora)})
         try:
             super().save_pretrained(folder, **kwargs)
         finally:
-            self.register_modules(unet=with_lora)
+            self.register_modules(**{self.denoiser_name: with_lora})
         save_intrinsic_lora(with_lora, folder / LORA_FOLDER)
         from ..fileio import atomic_write_json
 
@@ -137,9 +159,12 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
     def from_pretrained(
         cls, pretrained_model_name_or_path: str | os.PathLike[str], **kwargs: Any
     ) -> IntrinsicLDMPipeline:
-        pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         folder = Path(pretrained_model_name_or_path)
-        pipe.cross_domain = load_intrinsic_lora(pipe.unet, folder / LORA_FOLDER)
+        saved = _saved_class(folder)
+        if saved is not None and saved is not cls and issubclass(saved, IntrinsicLDMPipeline):
+            return saved.from_pretrained(folder, **kwargs)  # an SDXL or PixArt I-LDM folder
+        pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        pipe.cross_domain = load_intrinsic_lora(pipe.denoiser, folder / LORA_FOLDER)
         config_path = folder / ILDM_CONFIG
         if config_path.is_file():
             pipe.default_schedule = schedule_from_dict(json.loads(config_path.read_text())["schedule"])
@@ -162,20 +187,8 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
         return prompts
 
     def encode_prompt(self, prompts: list[str], device: torch.device, negative: list[str] | None) -> torch.Tensor:
-        """Text embeddings as Stable Diffusion computes them; with CFG, ``cat([negative, positive])``."""
-
-        def embed(texts: list[str], length: int) -> torch.Tensor:
-            tokens = self.tokenizer(
-                texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt"
-            )
-            use_mask = getattr(self.text_encoder.config, "use_attention_mask", False)
-            mask = tokens.attention_mask.to(device) if use_mask else None
-            return self.text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0]
-
-        positive = embed(prompts, self.tokenizer.model_max_length)
-        if negative is None:
-            return positive
-        return torch.cat([embed(negative, positive.shape[1]), positive])
+        """SD text embeddings; with CFG (``negative`` given), ``cat([negative, positive])``."""
+        return encode_sd(self, prompts, device, negative).hidden
 
     def _step_kwargs(self, scheduler: Any, generator: Any, eta: float) -> dict[str, Any]:
         accepted = set(inspect.signature(scheduler.step).parameters)
@@ -212,33 +225,34 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
         image attends to its intrinsic partner, as in sampling) and the update goes to the image
         domain's noise only; the intrinsic domain follows through cross-domain attention.
         """
-        height = height or self.unet.config.sample_size * self.vae_scale_factor
-        width = width or self.unet.config.sample_size * self.vae_scale_factor
+        denoiser = self.denoiser
+        height = height or denoiser.config.sample_size * self.vae_scale_factor
+        width = width or denoiser.config.sample_size * self.vae_scale_factor
         prompts = self.check_inputs(prompt, height, width, num_inference_steps, guidance_scale)
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
         device = self._execution_device
         cfg = guidance_scale > 1.0
         negatives = None
-        if cfg:
+        if negative_prompt is not None:
             negatives = (
-                [""] * len(prompts)
-                if negative_prompt is None
-                else (
-                    [negative_prompt] * len(prompts)
-                    if isinstance(negative_prompt, str)
-                    else [n for n in negative_prompt for _ in range(num_images_per_prompt)]
-                )
+                [negative_prompt] * len(prompts)
+                if isinstance(negative_prompt, str)
+                else [n for n in negative_prompt for _ in range(num_images_per_prompt)]
             )
-        text = self.encode_prompt(prompts, device, negatives)
+        if spatial_guidance is not None and family_of(denoiser) != "sd":
+            raise ValueError(
+                f"InfSplign inside I-LDM supports SD 1.x / 2.x backbones; this is a {family_of(denoiser)} pipeline"
+            )
+        text = encode(self, prompts, device, cfg, negatives, (height, width))
 
         shape = (
             len(prompts),
-            self.unet.config.in_channels,
+            denoiser.config.in_channels,
             height // self.vae_scale_factor,
             width // self.vae_scale_factor,
         )
         if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=text.dtype)
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=text.hidden.dtype)
         latents = latents.to(device) * self.scheduler.init_noise_sigma
         intrinsic = latents.clone()  # the same initial noise for both domains
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -252,10 +266,17 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
         per_domain = 2 * len(prompts) if cfg else len(prompts)
         joint_layout = JointLayout.stacked(per_domain, device=device)
         state.layout = joint_layout
-        joint_text = torch.cat([text, text])
-        cond_text = text[len(prompts) :] if cfg else text
+        joint_text = text.twice()
+        cond_text: Conditioning = text.rows(slice(len(prompts), None)) if cfg else text
         guide, capture_layers = guide_for_call(
-            spatial_guidance, self.unet, self.tokenizer, prompts, num_images_per_prompt, text.shape[1], device, triplets
+            spatial_guidance,
+            denoiser,
+            self.tokenizer,
+            prompts,
+            num_images_per_prompt,
+            text.hidden.shape[1],
+            device,
+            triplets,
         )
         guide_layout = JointLayout.stacked(len(prompts), device=device)
 
@@ -264,15 +285,13 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
             intrinsic_in = intrinsic_scheduler.scale_model_input(intrinsic, t)
             state.layout = guide_layout
             try:
-                return self.unet(
-                    torch.cat([x, intrinsic_in]), t, encoder_hidden_states=torch.cat([cond_text, cond_text])
-                ).sample
+                return predict(denoiser, torch.cat([x, intrinsic_in]), t, cond_text.twice())
             finally:
                 state.layout = joint_layout
 
         steps = len(self.scheduler.timesteps)
         try:
-            with capturing(self.unet, capture_layers) as capture:
+            with capturing(denoiser, capture_layers) as capture:
                 for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
                     state.timestep = float(t)
                     offset = None
@@ -285,7 +304,7 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
                     joint = torch.cat(
                         [self.scheduler.scale_model_input(x_in, t), intrinsic_scheduler.scale_model_input(i_in, t)]
                     )
-                    noise = self.unet(joint, t, encoder_hidden_states=joint_text).sample
+                    noise = predict(denoiser, joint, t, joint_text)
                     noise_image, noise_intrinsic = noise[:per_domain], noise[per_domain:]
                     scale = guidance_scale if cfg else None
                     noise_image = combine_guidance(noise_image, scale, offset)
@@ -314,13 +333,116 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
         )
 
 
-def _base_unet(unet: UNet2DConditionModel) -> UNet2DConditionModel:
-    """A copy of the UNet without the peft layers: base weights under their original names."""
-    state = {k.replace(".base_layer.", "."): v for k, v in unet.state_dict().items() if ".lora_" not in k}
-    clean = UNet2DConditionModel.from_config(unet.config)
+def _base_denoiser(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of the denoiser without the peft layers: base weights under their original names."""
+    state = {k.replace(".base_layer.", "."): v for k, v in model.state_dict().items() if ".lora_" not in k}
+    clean = type(model).from_config(model.config)
     clean.load_state_dict(state)
-    clean.to(unet.device)
-    return clean if unet.dtype == clean.dtype else clean.to(dtype=unet.dtype)
+    clean.to(model.device)
+    return clean if model.dtype == clean.dtype else clean.to(dtype=model.dtype)
+
+
+class IntrinsicLDMXLPipeline(IntrinsicLDMPipeline):
+    """I-LDM on SDXL: two text encoders, pooled text embeddings and size micro-conditioning, as SDXL's pipeline."""
+
+    model_cpu_offload_seq = "text_encoder->text_encoder_2->unet->vae->intrinsic_vae"
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        intrinsic_vae: AutoencoderKL,
+        text_encoder: Any,
+        text_encoder_2: Any,
+        tokenizer: Any,
+        tokenizer_2: Any,
+        unet: UNet2DConditionModel,
+        scheduler: Any,
+        force_zeros_for_empty_prompt: bool = True,
+    ) -> None:
+        DiffusionPipeline.__init__(self)
+        self.register_modules(
+            vae=vae,
+            intrinsic_vae=intrinsic_vae,
+            text_encoder=text_encoder,
+            text_encoder_2=text_encoder_2,
+            tokenizer=tokenizer,
+            tokenizer_2=tokenizer_2,
+            unet=unet,
+            scheduler=scheduler,
+        )
+        self.register_to_config(force_zeros_for_empty_prompt=force_zeros_for_empty_prompt)
+        self._finish_init()
+
+    @classmethod
+    def from_components(cls, base: DiffusionPipeline, intrinsic_vae: AutoencoderKL) -> IntrinsicLDMXLPipeline:
+        return cls(
+            base.vae,
+            intrinsic_vae,
+            base.text_encoder,
+            base.text_encoder_2,
+            base.tokenizer,
+            base.tokenizer_2,
+            base.unet,
+            base.scheduler,
+            force_zeros_for_empty_prompt=base.config.force_zeros_for_empty_prompt,
+        )
+
+
+class IntrinsicLDMPixArtPipeline(IntrinsicLDMPipeline):
+    """I-LDM on PixArt-alpha: a T5 text encoder and a transformer denoiser (its learned variances set aside)."""
+
+    model_cpu_offload_seq = "text_encoder->transformer->vae->intrinsic_vae"
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        intrinsic_vae: AutoencoderKL,
+        text_encoder: Any,
+        tokenizer: Any,
+        transformer: Any,
+        scheduler: Any,
+    ) -> None:
+        DiffusionPipeline.__init__(self)
+        self.register_modules(
+            vae=vae,
+            intrinsic_vae=intrinsic_vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            transformer=transformer,
+            scheduler=scheduler,
+        )
+        self._finish_init()
+
+    @classmethod
+    def from_components(cls, base: DiffusionPipeline, intrinsic_vae: AutoencoderKL) -> IntrinsicLDMPixArtPipeline:
+        return cls(base.vae, intrinsic_vae, base.text_encoder, base.tokenizer, base.transformer, base.scheduler)
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        return self.transformer
+
+    @property
+    def denoiser_name(self) -> str:
+        return "transformer"
+
+
+def _saved_class(folder: Path) -> type | None:
+    """The I-LDM class a pipeline folder was saved from (``model_index.json``), if it is one of ours."""
+    index = folder / "model_index.json"
+    if not index.is_file():
+        return None
+    name = json.loads(index.read_text()).get("_class_name")
+    classes = {c.__name__: c for c in (IntrinsicLDMPipeline, IntrinsicLDMXLPipeline, IntrinsicLDMPixArtPipeline)}
+    return classes.get(name)
+
+
+def pipeline_class_for(base: Any) -> type[IntrinsicLDMPipeline]:
+    """The I-LDM pipeline class of a base pipeline: PixArt-alpha, SDXL or SD (by its components)."""
+    if getattr(base, "transformer", None) is not None:
+        return IntrinsicLDMPixArtPipeline
+    if getattr(base, "text_encoder_2", None) is not None:
+        return IntrinsicLDMXLPipeline
+    return IntrinsicLDMPipeline
 
 
 def embedded_ildm_path() -> Path:

@@ -29,6 +29,7 @@ from ..scenes.captions import DEFAULT_CAPTION_MIX, check_caption_mix
 from ..training_harness import ParameterState, open_run, progress, resume_step, save_checkpoint
 from .adapter import lora_parameters
 from .attention import JointLayout
+from .backbones import Conditioning, encode, predict
 from .schedules import ConstantSchedule
 from .vae_training import load_packed_intrinsics, uint8_to_packed
 
@@ -82,11 +83,16 @@ def joint_loss(
     noise_scheduler: Any,
     x0: torch.Tensor,
     i0: torch.Tensor,
-    text: torch.Tensor,
+    text: torch.Tensor | Conditioning,
     generator: torch.Generator,
     loss_lambda: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Eq. 5 on one batch: (loss, image term, intrinsic term). Shared t per pair, independent noises."""
+    """Eq. 5 on one batch: (loss, image term, intrinsic term). Shared t per pair, independent noises.
+
+    ``text`` is the batch's conditioning (:class:`~spatialgen.ildm.backbones.Conditioning`, or SD
+    text embeddings); ``unet`` any backbone's denoiser.
+    """
+    cond = text if isinstance(text, Conditioning) else Conditioning(text)
     n = x0.shape[0]
     t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (n,), generator=generator).to(x0.device)
     eps_x = torch.randn(x0.shape, generator=generator).to(x0.device)
@@ -94,7 +100,7 @@ def joint_loss(
     joint = torch.cat([noise_scheduler.add_noise(x0, eps_x, t), noise_scheduler.add_noise(i0, eps_i, t)])
     state.schedule, state.layout = ConstantSchedule(1.0), JointLayout.stacked(n, device=x0.device)
     try:
-        pred = unet(joint, torch.cat([t, t]), encoder_hidden_states=torch.cat([text, text])).sample
+        pred = predict(unet, joint, torch.cat([t, t]), cond.twice())
     finally:
         state.layout = None
     image_term = F.mse_loss(pred[:n].float(), denoising_target(noise_scheduler, x0, eps_x, t).float())
@@ -107,20 +113,20 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
     from accelerate import Accelerator
     from diffusers import AutoencoderKL, DDPMScheduler
 
-    from ..models.pipeline import load_pipeline
     from .pipeline import IntrinsicLDMPipeline
 
     cfg.validate()
     run = open_run(cfg.out, asdict(cfg), resume, RESUMABLE_CHANGES)
     accelerator = Accelerator(cpu=cpu)
     torch.manual_seed(cfg.seed)
-    base = load_pipeline(cfg.base)
+    base = load_base_pipeline(cfg.base)
     intrinsic_vae = AutoencoderKL.from_pretrained(cfg.intrinsic_vae, use_safetensors=True)
     pipe = IntrinsicLDMPipeline.from_base(base, intrinsic_vae, rank=cfg.rank)
     pipe.set_progress_bar_config(disable=True)
-    unet, state = pipe.unet, pipe.cross_domain
-    for module in (pipe.vae, pipe.intrinsic_vae, pipe.text_encoder):
-        module.requires_grad_(False)
+    unet, state = pipe.denoiser, pipe.cross_domain
+    for name in ("vae", "intrinsic_vae", "text_encoder", "text_encoder_2"):
+        if getattr(pipe, name, None) is not None:
+            getattr(pipe, name).requires_grad_(False)
     params = lora_parameters(unet)
     holder = ParameterState(params)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
@@ -150,7 +156,7 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
         x0 = (x_mean[idx] + x_std[idx] * torch.randn(x_mean[idx].shape, generator=gen)) * x_scale
         i0 = (i_mean[idx] + i_std[idx] * torch.randn(i_mean[idx].shape, generator=gen)) * i_scale
         with torch.no_grad():
-            text = pipe.encode_prompt(prompts, device, None)
+            text = encode(pipe, prompts, device, False, None, (scenes.resolution, scenes.resolution))
         loss, image_term, intrinsic_term = joint_loss(
             unet, state, noise_scheduler, x0.to(device), i0.to(device), text, gen, cfg.loss_lambda
         )
@@ -173,11 +179,25 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
             unet.train()
     if ema is not None:
         ema.copy_to(params)  # ship the EMA weights
-    pipe.unet = accelerator.unwrap_model(unet).eval()
+    pipe.register_modules(**{pipe.denoiser_name: accelerator.unwrap_model(unet).eval()})
     folder = run / "pipeline"
     with replace_dir(folder) as tmp:
         pipe.save_pretrained(tmp)
     return folder
+
+
+def load_base_pipeline(model: str) -> Any:
+    """The base I-LDM trains on: the embedded model or an SD folder (as ``load_pipeline``), or any diffusers
+    pipeline folder / hub id of another family (SDXL, PixArt-alpha), with safetensors weights only."""
+    from diffusers import DiffusionPipeline
+
+    from ..models.pipeline import load_pipeline
+
+    if str(model) == "embedded" or DiffusionPipeline.load_config(model).get("_class_name") == "StableDiffusionPipeline":
+        return load_pipeline(model)
+    pipe = DiffusionPipeline.from_pretrained(model, use_safetensors=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def save_sample_grid(pipe: Any, path: Path, prompts: tuple[str, ...] = SAMPLE_PROMPTS, steps: int = 25) -> None:
@@ -186,7 +206,7 @@ def save_sample_grid(pipe: Any, path: Path, prompts: tuple[str, ...] = SAMPLE_PR
 
     from ..image_grid import image_grid
 
-    pipe.unet.eval()
+    pipe.denoiser.eval()
     with torch.no_grad():
         out = pipe(
             list(prompts), num_inference_steps=steps, generator=torch.Generator().manual_seed(0), schedule="drop"
