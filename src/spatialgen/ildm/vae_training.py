@@ -100,13 +100,13 @@ def train_intrinsic_vae(cfg: IntrinsicVAEConfig, resume: str | None = None, cpu:
     """Train (or resume) the intrinsic VAE; returns the folder of the finished ``AutoencoderKL``."""
     from accelerate import Accelerator
 
-    from ..models.pipeline import load_pipeline
+    from .training import load_base_pipeline
 
     cfg.validate()
     run = open_run(cfg.out, asdict(cfg), resume, RESUMABLE_CHANGES)
     accelerator = Accelerator(cpu=cpu)
     torch.manual_seed(cfg.seed)
-    vae = widen_vae(load_pipeline(cfg.base).vae.float())
+    vae = widen_vae(load_base_pipeline(cfg.base).vae.float())  # SD, SDXL or PixArt-alpha
     data = load_packed_intrinsics(cfg.data, cfg.max_scenes)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
     start = resume_step(run, resume, {"vae": vae}, optimizer, None)
