@@ -27,7 +27,7 @@ LAYERS: list[set[str]] = [
     {"guidance"},
     {"ildm", "ilora", "esplora", "curate", "extraction"},
     {"generators"},
-    {"generate", "generation_run", "bias"},
+    {"generate", "generation_run", "bias", "paper_eval"},
     {"cli", "__main__"},
 ]
 LAYER = {name: level for level, names in enumerate(LAYERS) for name in names}

@@ -298,3 +298,57 @@ def test_train_scene_networks_from_the_cli_record_how_they_were_made(tmp_path: P
     assert {**first, "out": second["out"], "init": str(tmp_path / kind)} == second and second["steps"] == 2
     missing = runner.invoke(app, ["train", kind])
     assert missing.exit_code != 0 and "pass --data, --out (or --config RUN/config.json)" in missing.output
+
+
+def test_eval_paper_writes_table_1_for_base_ildm_and_a_baseline(tmp_path: Path) -> None:
+    """The paper's protocol end to end on the embedded models (3 Parti prompts, 2 steps): every row sampled,
+    scored with the scene-feature CMMD, written to results.json and report.html, and resumed without resampling."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from spatialgen.cli import app
+
+    baseline = tmp_path / "ldm3d"
+    baseline.mkdir()
+    args = ["eval", "paper", "--out", str(tmp_path / "paper"), "--n-prompts", "3", "--steps", "2"]
+    args += ["--schedules", "drop", "--baseline", f"ldm3d={tmp_path / 'paper' / 'images' / 'base'}"]
+    bad = CliRunner().invoke(app, [*args[:-2], "--baseline", "ldm3d"])
+    assert bad.exit_code == 2 and "NAME=FOLDER" in bad.output
+    first = CliRunner().invoke(app, args[:-2])
+    assert first.exit_code == 0, first.output
+    results = json.loads((tmp_path / "paper" / "results.json").read_text())
+    assert results["rows"] == ["base", "I-LDM drop"] and results["prompts"]["count"] == 3
+    assert all(
+        "cmmd" in row or "scene_cmmd" in row or any("cmmd" in k for k in row) for row in results["table"].values()
+    )
+    assert "I-LDM drop" in (tmp_path / "paper" / "report.html").read_text()
+    pngs = sorted((tmp_path / "paper" / "images" / "base").glob("*.png"))
+    stamps = {p: p.stat().st_mtime_ns for p in pngs}
+    again = CliRunner().invoke(app, args)  # the base's own images as a "baseline" row; nothing resampled
+    assert again.exit_code == 0, again.output
+    assert {p: p.stat().st_mtime_ns for p in pngs} == stamps
+    table = json.loads((tmp_path / "paper" / "results.json").read_text())["table"]
+    assert table["ldm3d"] == table["base"]  # the same images score the same
+    missing_hands = CliRunner().invoke(app, [*args[:-2], "--hand-model", str(tmp_path / "nope.task")])
+    assert missing_hands.exit_code != 0 and "hand_landmarker.task" in missing_hands.output
+
+
+def test_hand_rate_counts_images_with_a_hand_and_the_detector_needs_its_model(tmp_path: Path) -> None:
+    import importlib.util
+
+    from spatialgen.eval.metrics.hands import HandDetector, hand_detection_rate, is_hand_prompt
+
+    paths = []
+    for i, value in enumerate((0, 200, 255, 10)):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (8, 8), (value, value, value)).save(paths[-1])
+    two_if_bright = lambda image: 2 * int(image.getpixel((0, 0))[0] > 128)  # noqa: E731 - a detector with known answers
+    assert hand_detection_rate(two_if_bright, paths) == {"hand_detection_rate": 0.5, "hands_per_image": 1.0}
+    assert is_hand_prompt("a hand holding a cup") and not is_hand_prompt("a red cube")
+    with pytest.raises(FileNotFoundError, match="hand_landmarker.task"):
+        HandDetector(tmp_path / "missing.task")
+    if importlib.util.find_spec("mediapipe") is None:
+        (tmp_path / "hand_landmarker.task").write_bytes(b"not a model")
+        with pytest.raises(ImportError, match=r"spatialgen\[hands\]"):
+            HandDetector(tmp_path / "hand_landmarker.task")

@@ -147,3 +147,85 @@ def eval_compare(
     if out is not None:
         atomic_write_bytes(out, render_comparison(loaded).encode("utf-8"))
         console.print(f"comparison: {out}", highlight=False)
+
+
+@eval_app.command("paper")
+@friendly_errors
+def eval_paper(
+    out: Path = typer.Option(..., "--out", help="Folder for images/, quality/, hands/, results.json, report.html."),
+    model: str = typer.Option("embedded", "--model", help="The base model (a folder or hub id)."),
+    ildm: str = typer.Option("embedded", "--ildm", help="The I-LDM pipeline folder (train ildm's RUN/pipeline)."),
+    prompts: str = typer.Option("parti", "--prompts", help="parti, multi, or a prompt file (.txt / .jsonl)."),
+    n_prompts: int = typer.Option(200, "--n-prompts", help="The first N prompts (0: the whole set)."),
+    seeds: int = typer.Option(1, "--seeds", help="Images per prompt."),
+    steps: int = typer.Option(25, "--steps", help="Denoising steps."),
+    guidance: float = typer.Option(7.5, "--guidance", help="Classifier-free guidance scale."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Images per sampling batch."),
+    schedules: str = typer.Option("drop,gaussian", "--schedules", help="I-LDM rows, comma-separated schedules."),
+    baseline: list[str] = typer.Option(
+        [], "--baseline", help="NAME=FOLDER: a row of images made elsewhere (an LDM3D-style model); repeatable."
+    ),
+    reference: str = typer.Option(
+        "scenes", "--reference", help="CMMD reference: a folder of real images, or 'scenes'."
+    ),
+    clip: str | None = typer.Option(None, "--clip", help="CLIP model for CMMD (openai/clip-vit-large-patch14-336)."),
+    scene_features: bool = typer.Option(
+        True, "--scene-features/--no-scene-features", help="Distances in the scene recogniser's features too."
+    ),
+    clip_score: str | None = typer.Option(None, "--clip-score", help="CLIP model for CLIP score."),
+    hps: str | None = typer.Option(None, "--hps", help="HPSv2 checkpoint or version; spatialgen[hps]."),
+    imagereward: str | None = typer.Option(None, "--imagereward", help="ImageReward name or path."),
+    hand_model: str | None = typer.Option(
+        None, "--hand-model", help="MediaPipe hand_landmarker.task: the hands experiment (spatialgen[hands])."
+    ),
+    hand_prompts: int = typer.Option(50, "--hand-prompts", help="Parti prompts about hands to sample."),
+    image_lora: str | None = typer.Option(None, "--image-lora", help="An SD LoRA for I-LDM's image domain (hands)."),
+    device: str = typer.Option("cpu", "--device", help=_DEVICE_HELP),
+) -> None:
+    """The I-LDM paper's Table 1: base vs I-LDM schedules (and baselines) on Parti or Multi prompts."""
+    quiet_libraries()
+    from ..paper_eval import PaperEvalSettings, run_paper_eval
+
+    rows = {}
+    for item in baseline:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise typer.BadParameter(f"--baseline takes NAME=FOLDER, got {item!r}")
+        rows[name] = folder
+    settings = PaperEvalSettings(
+        model=model,
+        ildm=ildm,
+        prompts=prompts,
+        n_prompts=n_prompts or None,
+        seeds=seeds,
+        steps=steps,
+        guidance=guidance,
+        batch_size=batch_size,
+        schedules=tuple(s.strip() for s in schedules.split(",") if s.strip()),
+        baselines=rows,
+        reference=reference,
+        clip=clip,
+        scene_features=scene_features,
+        clip_score=clip_score,
+        hps=hps,
+        imagereward=imagereward,
+        hand_model=hand_model,
+        hand_prompts=hand_prompts,
+        image_lora=image_lora,
+        device=device,
+    )
+    results = run_paper_eval(settings, out)
+    if results:
+        from rich.table import Table
+
+        columns = list(dict.fromkeys(k for row in results["table"].values() for k in row))
+        table = Table(
+            title=f"Table 1 ({results['prompts']['count']} {prompts} prompts x {seeds})", title_justify="left"
+        )
+        for column in ["row", *columns]:
+            table.add_column(column, justify="left" if column == "row" else "right")
+        for name in results["rows"]:
+            row = results["table"][name]
+            table.add_row(name, *(f"{row[c]:.4g}" if c in row else "" for c in columns))
+        console.print(table)
+        console.print(f"results: {out / 'results.json'}\nreport: {out / 'report.html'}", highlight=False)
