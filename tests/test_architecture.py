@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"ildm", "ilora", "esplora", "curate", "extraction"},
     {"generators"},
     {"generate", "generation_run", "bias", "paper_eval"},
-    {"cli", "__main__"},
+    {"cli", "__main__", "demo"},
 ]
 LAYER = {name: level for level, names in enumerate(LAYERS) for name in names}
 

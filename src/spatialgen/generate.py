@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -233,11 +233,20 @@ def sample_chunk(
     settings: GenerationSettings,
     size: int,
     save_attention: bool = False,
+    on_step: Callable[[int], None] | None = None,
 ) -> list[GeneratedImage]:
-    """One batch of (prompt, seed) jobs, each with its own torch generator."""
+    """One batch of (prompt, seed) jobs, each with its own torch generator; ``on_step(i)`` after step i (1-based)."""
     pipe = generator.pipe
     device = pipe._execution_device
     generators = [torch.Generator(device).manual_seed(s) for _, s in chunk]
+    extra: dict[str, Any] = {}
+    if on_step is not None:
+
+        def step_end(_pipe: Any, i: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            on_step(i + 1)
+            return tensors
+
+        extra["callback_on_step_end"] = step_end
     result = pipe(
         [p for p, _ in chunk],
         height=size,
@@ -248,6 +257,7 @@ def sample_chunk(
         generator=generators,
         output_type="pil",
         **generator.call_kwargs(save_attention),
+        **extra,
     )
     maps: list[dict[str, Any] | None] = [None] * len(chunk)
     if generator.co_generates_intrinsics:

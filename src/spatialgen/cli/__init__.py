@@ -12,6 +12,7 @@ from ..logs import console, setup_logging
 from .bias import bias
 from .common import friendly_errors
 from .curate import curate_command
+from .demo import demo_command
 from .evaluate import eval_app
 from .generation import generate
 from .intrinsics import intrinsics_app
@@ -32,6 +33,7 @@ app.add_typer(intrinsics_app, name="intrinsics")
 app.command("generate")(generate)
 app.command("bias")(bias)
 app.command("curate")(curate_command)
+app.command("demo")(demo_command)
 
 
 def _version(value: bool) -> None:

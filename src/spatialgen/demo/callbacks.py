@@ -1,0 +1,262 @@
+"""What the demo page does, as plain functions: testable without a browser, a server or Gradio.
+
+The page (:mod:`spatialgen.demo.app`) only wires widgets to these. Models load once per process
+and stay cached (:class:`DemoModels`); every request is checked first (:func:`check_request`), so
+a bad input becomes one readable sentence on the page (a :class:`DemoInputError`), never a trace.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+#: The page's method names and the generator methods behind them.
+METHOD_CHOICES: dict[str, str] = {
+    "Stable Diffusion": "sd",
+    "I-LDM": "ildm",
+    "InfSplign": "infsplign",
+    "I-LDM + InfSplign": "ildm+infsplign",
+}
+SCHEDULE_CHOICES = ("drop", "gaussian", "none")
+SAMPLER_CHOICES = ("ddim", "dpm", "ddpm", "euler")
+LOSS_CHOICES = ("sigmoid", "relu", "leaky_relu", "gelu")
+MAX_IMAGES = 8
+MAX_STEPS = 200
+
+
+class DemoInputError(ValueError):
+    """A request the page refuses, with what to change."""
+
+
+@dataclass
+class DemoRequest:
+    """Everything the Generate tab sends."""
+
+    prompt: str
+    seed: int = 0
+    steps: int = 25
+    guidance: float = 7.5
+    sampler: str = "ddim"
+    images: int = 1
+    method: str = "Stable Diffusion"
+    schedule: str = "drop"
+    tau: float = 900.0  # Drop: the timestep below which cross-domain attention stops
+    loss: str = "sigmoid"
+    weight: float | None = None  # InfSplign's weight; None: the model card's recommendation
+    guide_fraction: float = 0.25
+    presence: bool = False
+    lora: str = ""  # a spatial LoRA folder (train esplora), fused
+    tore: bool = False
+    tore_tau: float = 0.05
+    strict: bool = False
+
+
+@dataclass
+class DemoResult:
+    """What the page shows after a generation."""
+
+    images: list[tuple[Image.Image, str]]
+    maps: list[tuple[Image.Image, str]] = field(default_factory=list)  # I-LDM's intrinsics beside each image
+    attention: list[tuple[Image.Image, str]] = field(default_factory=list)  # InfSplign's strips
+    files: list[str] = field(default_factory=list)  # PNGs and their JSON sidecars, for download
+    notes: str = ""
+
+
+def check_request(request: DemoRequest) -> DemoRequest:
+    """Refuse what cannot run, in words a visitor can act on."""
+    if not request.prompt or not request.prompt.strip():
+        raise DemoInputError("Type a prompt first, e.g. 'a red cube to the left of a blue sphere'.")
+    if request.method not in METHOD_CHOICES:
+        raise DemoInputError(f"Unknown method {request.method!r}; choose one of {', '.join(METHOD_CHOICES)}.")
+    if not 1 <= int(request.steps) <= MAX_STEPS:
+        raise DemoInputError(f"Steps must be between 1 and {MAX_STEPS}, got {request.steps}.")
+    if not 1 <= int(request.images) <= MAX_IMAGES:
+        raise DemoInputError(f"Number of images must be between 1 and {MAX_IMAGES}, got {request.images}.")
+    if request.seed is None or int(request.seed) < 0:
+        raise DemoInputError("The seed must be a whole number of 0 or more.")
+    if request.guidance < 0:
+        raise DemoInputError("Guidance must be 0 or more (1 or less turns classifier-free guidance off).")
+    if request.sampler not in SAMPLER_CHOICES:
+        raise DemoInputError(f"Unknown sampler {request.sampler!r}; choose one of {', '.join(SAMPLER_CHOICES)}.")
+    if request.schedule not in SCHEDULE_CHOICES:
+        raise DemoInputError(f"Unknown schedule {request.schedule!r}; choose one of {', '.join(SCHEDULE_CHOICES)}.")
+    if request.lora and not Path(request.lora).exists():
+        raise DemoInputError(f"No spatial LoRA at {request.lora!r}; give the folder `spatialgen train esplora` wrote.")
+    return replace(
+        request,
+        prompt=request.prompt.strip(),
+        seed=int(request.seed),
+        steps=int(request.steps),
+        images=int(request.images),
+    )
+
+
+class DemoModels:
+    """Generators loaded once per (method, spatial LoRA) and kept: a request never reloads weights."""
+
+    def __init__(self, model: str = "embedded", device: str = "cpu") -> None:
+        self.model = model
+        self.device = device
+        self._generators: dict[tuple[str, str], Any] = {}
+
+    def generator(self, method: str, lora: str = "") -> Any:
+        from ..generators import load_generator
+
+        key = (method, lora)
+        if key not in self._generators:
+            generator = load_generator(method, self.model, device=self.device)
+            if lora:
+                from ..esplora import apply_spatial_lora
+
+                apply_spatial_lora(generator.pipe, lora, 1.0, self.model)
+            self._generators[key] = generator
+        return self._generators[key]
+
+    def tokenizer(self) -> Any:
+        return self.generator("sd").pipe.tokenizer
+
+
+def describe_prompt(prompt: str, models: DemoModels) -> str:
+    """Markdown under the prompt box: the parsed triplet (what InfSplign would guide) and any unknown words."""
+    from ..models.tokenizer import unknown_words
+    from ..triplets import parse_triplet
+
+    if not prompt or not prompt.strip():
+        return "Type a prompt; a relation such as *to the left of* or *in front of* can be guided."
+    lines = []
+    triplet = parse_triplet(prompt)
+    if triplet is None:
+        lines.append("No guidable relation: InfSplign will sample this prompt unguided.")
+    else:
+        lines.append(f"Triplet: **{triplet.a.text}** / *{triplet.relation}* / **{triplet.b.text}**")
+    unknown = unknown_words(models.tokenizer(), prompt)
+    if unknown:
+        lines.append(f"Words the model does not know (they become `<unk>`): {', '.join(unknown)}")
+    return "  \n".join(lines)
+
+
+def _settings(request: DemoRequest) -> Any:
+    from ..generate import GenerationSettings
+
+    return GenerationSettings(steps=request.steps, guidance=request.guidance, scheduler=request.sampler)
+
+
+def _configured(models: DemoModels, request: DemoRequest) -> Any:
+    """The cached generator of the request's method, with its schedule and guidance settings for this call."""
+    from ..guidance import InfSplignConfig, recommended_weight
+    from ..ildm.schedules import make_schedule
+
+    method = METHOD_CHOICES[request.method]
+    generator = models.generator(method, request.lora)
+    changes: dict[str, Any] = {}
+    if method.startswith("ildm"):
+        params = {"tau": request.tau} if request.schedule == "drop" else {}
+        changes["schedule"] = make_schedule(request.schedule, **params)
+    if method.endswith("infsplign"):
+        weight = request.weight if request.weight is not None else recommended_weight(generator.pipe)
+        changes["spatial_guidance"] = InfSplignConfig(
+            loss=request.loss, weight=weight, guide_fraction=request.guide_fraction, presence=request.presence
+        )
+    return replace(generator, **changes)
+
+
+def _rewrite(models: DemoModels, request: DemoRequest) -> tuple[str, str]:
+    """The prompt to sample (TORE's rewrite when asked) and a note on what TORE did."""
+    if not request.tore:
+        return request.prompt, ""
+    from ..bias import load_bias_table
+    from ..tore import tore_rewrite
+
+    try:
+        table = load_bias_table(None, models.generator("sd", request.lora).pipe)
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        raise DemoInputError(f"TORE needs the model's bias table (`spatialgen bias`): {error}") from error
+    rewrite = tore_rewrite(request.prompt, table["accuracy"], request.tore_tau)
+    if rewrite.prompt == request.prompt:
+        return request.prompt, "TORE kept the prompt as it is."
+    return rewrite.prompt, f"TORE rewrote the prompt to: *{rewrite.prompt}*"
+
+
+def generate(request: DemoRequest, models: DemoModels, on_step: Callable[[int, int], None] | None = None) -> DemoResult:
+    """Sample the request's images (one batch), with I-LDM's maps and InfSplign's strips when they exist."""
+    from ..generate import check_prompts, prepare_sampling, sample_chunk, save_generated
+    from ..intrinsics import Intrinsics
+
+    request = check_request(request)
+    generator = _configured(models, request)
+    prompt, note = _rewrite(models, request)
+    settings = _settings(request).validate()
+    try:
+        check_prompts(generator.pipe, [prompt], strict=request.strict)
+    except ValueError as error:
+        raise DemoInputError(str(error).replace("drop --strict", "untick 'strict'")) from error
+    jobs = [(prompt, request.seed + k) for k in range(request.images)]
+    size = prepare_sampling(generator, [prompt], settings, len(jobs), request.strict)
+    total = settings.steps
+    results = sample_chunk(
+        generator,
+        jobs,
+        settings,
+        size,
+        save_attention=generator.guided,
+        on_step=(lambda i: on_step(i, total)) if on_step is not None else None,
+    )
+    folder = Path(tempfile.mkdtemp(prefix="spatialgen-demo-"))
+    saved = save_generated(results, folder, {"model": models.model, "method": generator.method}, grid=False)
+    images = [(r.image, f"seed {r.seed}") for r in saved]
+    maps: list[tuple[Image.Image, str]] = []
+    for r in saved:
+        if r.intrinsics is not None:
+            pictures = Intrinsics(**{k: np.asarray(v) for k, v in r.intrinsics.items()}).visualise()
+            maps += [(Image.fromarray(picture), f"{name} (seed {r.seed})") for name, picture in pictures.items()]
+    strips = [(r.attention, f"attention (seed {r.seed})") for r in saved if r.attention is not None]
+    files = sorted(str(p) for p in folder.iterdir() if p.suffix in (".png", ".json"))
+    if generator.guided and all(r.details and r.details.get("infsplign") is None for r in saved):
+        note = (note + "  \n" if note else "") + "No guidable relation in the prompt: sampled without guidance."
+    return DemoResult(images, maps, strips, files, note)
+
+
+def compare(
+    prompt: str, seed: int, steps: int, models: DemoModels, mode: str = "guidance", guidance: float = 7.5
+) -> list[tuple[Image.Image, str]]:
+    """The same prompt and seed side by side, with the scene recogniser's boxes and VISOR's verdict on each.
+
+    ``mode`` "guidance": without and with InfSplign; "schedules": I-LDM under each schedule.
+    """
+    from ..eval.detection.detectors import load_detector
+    from ..eval.runs.report import draw_detections
+    from ..eval.scorers.visor import visor_verdict
+    from ..triplets import parse_triplet
+
+    if mode not in ("guidance", "schedules"):
+        raise DemoInputError(f"Compare 'guidance' or 'schedules', not {mode!r}.")
+    base = DemoRequest(prompt=prompt, seed=seed, steps=steps, guidance=guidance)
+    rows = (
+        [
+            ("without guidance", replace(base, method="Stable Diffusion")),
+            ("InfSplign", replace(base, method="InfSplign")),
+        ]
+        if mode == "guidance"
+        else [(f"I-LDM {s}", replace(base, method="I-LDM", schedule=s)) for s in SCHEDULE_CHOICES]
+    )
+    triplet = parse_triplet(prompt)
+    detector = load_detector("scenes")
+    out = []
+    for label, request in rows:
+        image = generate(request, models).images[0][0]
+        caption = label
+        if triplet is not None:
+            a, b = triplet.a.text, triplet.b.text
+            found = detector.detect([image], [[a, b]])[0]
+            verdict = visor_verdict(found, a, b, triplet.relation)
+            status = "correct" if verdict.passed else ("wrong place" if verdict.both_present else "object missing")
+            caption = f"{label}: VISOR {status}"
+            image = draw_detections(image, found)
+        out.append((image, caption))
+    return out
