@@ -8,6 +8,7 @@
     python benchmarks/ilora.py layers      # normals with LoRA on self-, cross- or both attentions
     python benchmarks/ilora.py sampling    # augmented normals at 5 / 10 / 25 DPM-Solver++ steps
     python benchmarks/ilora.py generated   # on the base model's own images, against the estimator's maps
+    python benchmarks/ilora.py figure      # the README picture: image, exact map and prediction per intrinsic
 
 Every row trains one adapter with ``spatialgen.ilora.train_ilora`` into ``--out/<row>/`` (a finished
 row is reused, an interrupted one resumes), then predicts the maps of ``--held-out`` renders from
@@ -66,6 +67,20 @@ def predict_all(
     return torch.cat(out), (time.perf_counter() - start) / len(images)
 
 
+def object_scores(intrinsic: str, pred: torch.Tensor, data: LabelledImages) -> dict[str, object]:
+    """Normals on object pixels alone (the floor, most of each image, is one flat plane and easy)."""
+    from spatialgen.eval.metrics.intrinsic_metrics import normal_metrics
+
+    if intrinsic != "normal" or data.objects is None:
+        return {}
+    values = [
+        normal_metrics(p[None], t[None], mask=m)["mean"]
+        for p, t, m in zip(pred, data.maps, data.objects, strict=True)
+        if m.any()
+    ]
+    return {"objects_mean": float(np.mean(values)), "objects_mean_ci": list(bootstrap_interval(values))}
+
+
 def adapter_row(cfg: ILoRATrainConfig, data: LabelledImages, **options) -> dict[str, object]:
     folder, card = trained_adapter(cfg)
     model = cfg.build_model()
@@ -73,6 +88,7 @@ def adapter_row(cfg: ILoRATrainConfig, data: LabelledImages, **options) -> dict[
     pred, seconds = predict_all(model, cfg.intrinsic, data.images, **options)
     return {
         **summarise(cfg.intrinsic, per_image_scores(cfg.intrinsic, pred, data.maps)),
+        **object_scores(cfg.intrinsic, pred, data),
         "lora_parameters": card["parameters"]["lora"],
         "lora_percent": card["parameters"]["percent"],
         "training_seconds": card.get("training_seconds"),
@@ -88,7 +104,11 @@ def estimator_row(intrinsic: str, data: LabelledImages) -> dict[str, object]:
     estimated = SceneEstimator.load().estimate(data.images.float() / 127.5 - 1)
     seconds = (time.perf_counter() - start) / len(data.images)
     pred = torch.from_numpy(estimated_maps(estimated, [intrinsic])[intrinsic])
-    return {**summarise(intrinsic, per_image_scores(intrinsic, pred, data.maps)), "seconds_per_image": seconds}
+    return {
+        **summarise(intrinsic, per_image_scores(intrinsic, pred, data.maps)),
+        **object_scores(intrinsic, pred, data),
+        "seconds_per_image": seconds,
+    }
 
 
 def rows_for(experiment: str, base: ILoRATrainConfig, args) -> list[tuple[str, ILoRATrainConfig, dict]]:
@@ -170,6 +190,50 @@ def vae_rows(intrinsic: str, data: LabelledImages, adapter: Path | None) -> dict
     return rows
 
 
+def map_picture(intrinsic: str, maps: torch.Tensor) -> np.ndarray:
+    """A (C, H, W) map in [0, 1] as an RGB picture: depth through a colour map, the rest as they are."""
+    from spatialgen.intrinsics import visualise_depth, visualise_unit
+
+    array = maps.float().numpy()
+    if intrinsic == "depth":
+        return visualise_depth(array[0])
+    rgb = np.repeat(array, 3, axis=0) if array.shape[0] == 1 else array
+    return visualise_unit(np.moveaxis(rgb, 0, -1))
+
+
+def figure(args, scenes: int = 4, path: str = "docs/ilora.png") -> dict[str, object]:
+    """Held-out renders, then for each intrinsic with a trained single-step adapter its exact map and prediction."""
+    from PIL import Image
+
+    from spatialgen.image_grid import image_grid
+
+    tiles: dict[int, list[tuple[Image.Image, str]]] = {k: [] for k in range(scenes)}
+    done = []
+    for intrinsic in args.intrinsics:
+        folder = Path(args.out) / f"{intrinsic}-single_step" / "adapter"
+        if not (folder / "ilora.json").is_file():
+            continue
+        data = held_out_labelled(args.data, intrinsic, scenes)
+        model = IntrinsicLoRAModel.from_base(args.base)
+        model.load(folder)
+        pred, _ = predict_all(model, intrinsic, data.images)
+        for k in range(scenes):
+            if not tiles[k]:
+                tiles[k].append((Image.fromarray(data.images[k].permute(1, 2, 0).numpy()), "held-out render"))
+            tiles[k].append((Image.fromarray(map_picture(intrinsic, data.maps[k])), f"{intrinsic}: exact"))
+            tiles[k].append((Image.fromarray(map_picture(intrinsic, pred[k])), f"{intrinsic}: I-LoRA"))
+        done.append(intrinsic)
+    if not done:
+        raise FileNotFoundError(
+            f"no single-step adapters under {args.out}; run `python benchmarks/ilora.py main` first"
+        )
+    row = [t for k in range(scenes) for t in tiles[k]]
+    size = 128  # 64 px renders shown at twice their size, pixels kept crisp
+    images = [im.resize((size, size), Image.Resampling.NEAREST) for im, _ in row]
+    image_grid(images, [c for _, c in row], columns=len(tiles[0])).save(path)
+    return {"figure": path, "intrinsics": done, "scenes": scenes}
+
+
 def generated_images(n_prompts: int, seeds: int, intrinsic: str) -> LabelledImages:
     """The base's images for held-out attribute prompts, with the embedded estimator's maps as pseudo truth."""
     import sys
@@ -209,7 +273,7 @@ def print_table(title: str, rows: dict[str, dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "experiment", choices=("vae", "main", "control", "rank", "size", "layers", "sampling", "generated")
+        "experiment", choices=("figure", "vae", "main", "control", "rank", "size", "layers", "sampling", "generated")
     )
     parser.add_argument("--data", default="data/scenes-v2", help="training scenes (exact maps)")
     parser.add_argument("--base", default="embedded")
@@ -245,6 +309,9 @@ def main() -> None:
         held_out=args.held_out,
     )
     results: dict[str, dict] = {}
+    if args.experiment == "figure":
+        print(figure(args))
+        return
     if args.experiment == "vae":
         for intrinsic in args.intrinsics:
             adapter = Path(args.out) / f"{intrinsic}-single_step" / "adapter"

@@ -120,6 +120,7 @@ class LabelledImages:
 
     images: torch.Tensor
     maps: torch.Tensor
+    objects: torch.Tensor | None = None  # (N, H, W) bool: pixels of objects (held-out scenes), not the floor
 
 
 def pseudo_labels(images: torch.Tensor, intrinsic: str, labels: str) -> torch.Tensor:
@@ -177,7 +178,8 @@ def held_out_labelled(root: str | os.PathLike[str], intrinsic: str, n: int) -> L
     samples = [make_sample(scene_seed(HELD_OUT_SEED, i), resolution, config) for i in range(n)]
     images = torch.from_numpy(np.stack([np.moveaxis(s.rgb, -1, 0) for s in samples]))
     maps = torch.from_numpy(np.stack([scene_maps(s, [intrinsic])[intrinsic] for s in samples]))
-    return LabelledImages(images, maps)
+    objects = torch.from_numpy(np.stack([s.instance > 0 for s in samples]))
+    return LabelledImages(images, maps, objects)
 
 
 @torch.no_grad()
