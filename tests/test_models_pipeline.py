@@ -110,3 +110,31 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="unknown model config keys"):
         TinySDConfig.from_dict({"resolution": 64, "colour": "red"})
     assert TinySDConfig.from_dict(TINY.to_dict()) == TINY
+
+
+def test_a_single_file_checkpoint_round_trips_and_loads_through_model(tiny_pipe, tmp_path, monkeypatch) -> None:
+    """export_single_file writes the original LDM layout; diffusers' from_single_file (what --model FILE uses)
+    reads back the same weights, offline with the architecture's diffusers folder as its config."""
+    import torch
+
+    from spatialgen.models import load_pipeline, save_pipeline
+    from spatialgen.models.pipeline import SINGLE_FILE_CONFIG_ENV
+    from spatialgen.models.single_file import export_single_file, load_single_file
+
+    save_pipeline(tiny_pipe, tmp_path / "folder")
+    path = export_single_file(tiny_pipe, tmp_path / "model.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        keys = list(f.keys())
+    assert any(k.startswith("model.diffusion_model.input_blocks.") for k in keys)
+    assert any(k.startswith("first_stage_model.decoder.up.") for k in keys)
+    assert any(k.startswith("cond_stage_model.transformer.text_model.") for k in keys)
+    monkeypatch.setenv(SINGLE_FILE_CONFIG_ENV, str(tmp_path / "folder"))
+    loaded = load_pipeline(str(path))
+    for name in ("unet", "vae", "text_encoder"):
+        ours, theirs = getattr(tiny_pipe, name).state_dict(), getattr(loaded, name).state_dict()
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours), name
+    (tmp_path / "model.ckpt").write_bytes(b"pickle")
+    with pytest.raises(ValueError, match="is a pickle"):
+        load_single_file(tmp_path / "model.ckpt")

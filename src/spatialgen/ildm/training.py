@@ -193,7 +193,11 @@ def load_base_pipeline(model: str) -> Any:
 
     from ..models.pipeline import load_pipeline
 
-    if str(model) == "embedded" or DiffusionPipeline.load_config(model).get("_class_name") == "StableDiffusionPipeline":
+    from ..models.single_file import is_single_file
+
+    if str(model) == "embedded" or is_single_file(model):
+        return load_pipeline(model)
+    if DiffusionPipeline.load_config(model).get("_class_name") == "StableDiffusionPipeline":
         return load_pipeline(model)
     pipe = DiffusionPipeline.from_pretrained(model, use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)

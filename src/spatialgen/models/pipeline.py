@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 EMBEDDED = "embedded"
 SCHEDULERS = ("ddim", "dpm", "ddpm", "euler")
 SPATIALGEN_CONFIG = "spatialgen.json"  # written beside model_index.json: our model config + provenance
+#: A diffusers folder (or hub id) of a single-file checkpoint's architecture, for loading one offline.
+SINGLE_FILE_CONFIG_ENV = "SPATIALGEN_SINGLE_FILE_CONFIG"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -123,10 +125,13 @@ def resolve_model(model: str | os.PathLike[str]) -> tuple[str, bool]:
         return str(path), True
     path = Path(text).expanduser()
     if path.exists():
+        if path.is_file() and path.suffix.lower() in (".safetensors", ".ckpt"):
+            return str(path), True  # a single-file checkpoint (models/single_file.py)
         if not (path / "model_index.json").is_file():
             raise FileNotFoundError(
-                f"{str(path)!r} is not a diffusers pipeline folder (no model_index.json); pass the folder "
-                "written by save_pretrained, a hub id such as 'org/model', or 'embedded'"
+                f"{str(path)!r} is not a diffusers pipeline folder (no model_index.json) nor a .safetensors "
+                "checkpoint; pass the folder written by save_pretrained, a single file, a hub id such as "
+                "'org/model', or 'embedded'"
             )
         return str(path), True
     if _HUB_ID.match(text) and not text.startswith((".", "~")):
@@ -149,6 +154,15 @@ def load_pipeline(
     """
     device = check_device(device)
     location, local = resolve_model(model)
+    if local and Path(location).is_file():
+        from .single_file import load_single_file
+
+        pipe = load_single_file(location, os.environ.get(SINGLE_FILE_CONFIG_ENV), dtype)
+        set_model_card(pipe, {})
+        if scheduler is not None:
+            pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe.to(device)
     try:
         with warnings.catch_warnings():  # newer diffusers renamed torch_dtype to dtype; older ones know only the former
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
