@@ -192,7 +192,6 @@ def load_base_pipeline(model: str) -> Any:
     from diffusers import DiffusionPipeline
 
     from ..models.pipeline import load_pipeline
-
     from ..models.single_file import is_single_file
 
     if str(model) == "embedded" or is_single_file(model):
