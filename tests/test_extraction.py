@@ -247,3 +247,39 @@ def test_the_intrinsic_vae_trains_on_extracted_shards_unchanged(photos: Path, tm
     )
     folder = train_intrinsic_vae(cfg, cpu=True)
     assert (folder / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def test_sam_prompted_on_a_grid_gives_disjoint_instance_ids(tmp_path: Path) -> None:
+    from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
+    from transformers.models.sam.configuration_sam import SamMaskDecoderConfig, SamPromptEncoderConfig, SamVisionConfig
+
+    from spatialgen.extraction.estimators import sam_segmentation
+
+    torch.manual_seed(0)
+    vision = SamVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=64,
+        patch_size=8,
+        output_channels=16,
+        global_attn_indexes=[1],
+        window_size=4,
+        num_pos_feats=8,
+        mlp_dim=64,
+    )
+    prompt = SamPromptEncoderConfig(hidden_size=16, image_size=64, patch_size=8, mask_input_channels=4)
+    decoder = SamMaskDecoderConfig(
+        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, mlp_dim=32, iou_head_hidden_dim=16
+    )
+    config = SamConfig(
+        vision_config=vision.to_dict(), prompt_encoder_config=prompt.to_dict(), mask_decoder_config=decoder.to_dict()
+    )
+    SamModel(config).save_pretrained(tmp_path / "sam")
+    SamProcessor(SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64})).save_pretrained(
+        tmp_path / "sam"
+    )
+    run = sam_segmentation(str(tmp_path / "sam"), grid=2)
+    ids = run(np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8))
+    assert ids.shape == (2, 32, 32) and ids.min() >= 0 and ids.max() <= 4  # one id per grid point at most
