@@ -1,11 +1,12 @@
 """ESPLoRA and TORE on the embedded model: base, ESPLoRA, InfSplign and both, each with and without TORE.
 
-    python benchmarks/esplora.py train [--data data/scenes-v1mix] [--pairs 1000 5000 20000] [--steps 2000]
+    python benchmarks/esplora.py train [--data data/scenes-v2] [--pairs 1000 5000 20000] [--steps-train 2000]
     python benchmarks/esplora.py compare --lora runs/esplora-bench/pairs-20000/lora [--prompts-2d 64 --prompts-3d 32]
 
-``train`` curates a scene dataset (``spatialgen curate``: its captions are mostly about attributes
-and counts, so most spatial captions are synthesised from the recogniser's detections) and trains one
-ESPLoRA per size of the curated set (the data curve), each scored like ``compare``'s ESPLoRA row.
+``train`` curates a scene dataset of the model's own distribution read with its attribute and count
+captions only (``--scene-captions``: a source with no spatial captions, so curation synthesises every
+spatial caption from the recogniser's detections and depth) and trains one ESPLoRA per size of the
+curated set (the data curve), each scored like ``compare``'s ESPLoRA row.
 ``compare`` samples held-out scene-world triplets (2D and 3D, 4 seeds each; no training caption
 holds them) with every configuration and scores them with every spatial benchmark (VISOR, T2I-
 CompBench 2D / 3D, GenEval position, the project's 3D rule; objects by the scene recogniser, depth
@@ -114,7 +115,8 @@ def train(args) -> dict:
     from spatialgen.curate import CurationSettings, curate
 
     curated = Path(args.out) / "curated"
-    report = curate(args.data, curated, CurationSettings())
+    kinds = tuple(k for k in args.scene_captions.split(",") if k) if args.scene_captions else None
+    report = curate(args.data, curated, CurationSettings(), scene_captions=kinds)
     rows = {"curation": report}
     for pairs in args.pairs:
         cfg = ESPLoRAConfig(
@@ -140,7 +142,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("train", "compare"))
     parser.add_argument("--model", default="embedded")
-    parser.add_argument("--data", default="data/scenes-v1mix", help="train: the scene dataset to curate")
+    parser.add_argument("--data", default="data/scenes-v2", help="train: the scene dataset to curate")
+    parser.add_argument(
+        "--scene-captions", default="attributes,count", help="train: caption kinds curation reads ('' for all)"
+    )
     parser.add_argument("--pairs", type=int, nargs="+", default=[1000, 5000, 20000])
     parser.add_argument("--steps-train", dest="train_steps", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=1e-4)

@@ -159,3 +159,15 @@ def test_a_spatial_lora_trains_on_curated_output(curated: tuple[Path, dict]) -> 
     records = _records(curated[0])
     assert len(pairs) == len(records) and pairs.images.shape[1:] == (3, 64, 64)
     assert sorted(map(tuple, pairs.captions)) == sorted(tuple(r["captions"]) for r in records.values())
+
+
+def test_a_scene_source_without_spatial_captions_makes_curation_synthesise_them(scenes: Path, tmp_path: Path) -> None:
+    report = curate(scenes, tmp_path / "synth", chunk=CHUNK, scene_captions=("attributes", "count"))
+    counts = report["counts"]
+    assert counts.get("verified_captions", 0) == 0 and counts["synthesised_captions"] > 0
+    for record in _records(tmp_path / "synth").values():
+        assert not record["verified"] and all(parse_triplet(c) is None for c in record["source_captions"])
+    with pytest.raises(ValueError, match="scene caption kinds must be some of attributes"):
+        list_shards(scenes, CHUNK, ("relations",))
+    with pytest.raises(ValueError, match="other settings"):  # the same folder with all captions is another job
+        curate(scenes, tmp_path / "synth", chunk=CHUNK)

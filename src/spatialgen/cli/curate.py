@@ -23,6 +23,11 @@ def curate_command(
     ray_address: str | None = typer.Option(None, "--ray-address", help="An existing Ray cluster (default: start one)."),
     workers: int = typer.Option(2, "--workers", help="Ray Data workers (one CPU each)."),
     chunk: int = typer.Option(256, "--chunk", help="Images (or scenes) per input shard of a folder source."),
+    scene_captions: str | None = typer.Option(
+        None,
+        "--scene-captions",
+        help="Scene datasets: caption kinds to read, e.g. attributes,count (no spatial ones: all are synthesised).",
+    ),
     min_score: float = typer.Option(0.3, "--min-score", help="Detection score an object needs."),
     min_area: float = typer.Option(0.005, "--min-area", help="Smallest object box, as a share of the image."),
     max_iou: float = typer.Option(0.3, "--max-iou", help="Largest overlap (IoU) of the two objects' boxes."),
@@ -44,8 +49,11 @@ def curate_command(
         "synthesise": synthesise,
     }
     settings = CurationSettings(detector=detector, depth=depth, vocabulary=vocabulary, rules=rules, device=device)
-    with tqdm(total=len(list_shards(source, chunk)), desc="curating", unit="shard") as bar:
-        report = curate(source, out, settings, engine, ray_address, workers, progress=bar.update, chunk=chunk)
+    kinds = tuple(k.strip() for k in scene_captions.split(",") if k.strip()) if scene_captions else None
+    with tqdm(total=len(list_shards(source, chunk, kinds)), desc="curating", unit="shard") as bar:
+        report = curate(
+            source, out, settings, engine, ray_address, workers, progress=bar.update, chunk=chunk, scene_captions=kinds
+        )
     counts = report["counts"]
     console.print(
         f"{counts.get('kept_items', 0)} of {counts.get('items', 0)} images kept "

@@ -161,10 +161,12 @@ def curate(
     workers: int = 2,
     progress: Callable[[int], None] | None = None,
     chunk: int = CHUNK,
+    scene_captions: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Curate every input shard of ``source`` not yet done into ``out``; returns the merged report.
 
-    ``chunk`` is the number of images (or scenes) per input shard of a folder source.
+    ``chunk`` is the number of images (or scenes) per input shard of a folder source;
+    ``scene_captions`` the caption kinds read from a scene dataset (None: all).
     """
     from ..fileio import ensure_writable_dir
     from ..shard_jobs import check_engine, run_shards
@@ -172,10 +174,12 @@ def curate(
     settings = settings or CurationSettings()
     CurationRules(**settings.rules).validate()
     check_engine(engine)
-    shards = list_shards(source, chunk)
+    shards = list_shards(source, chunk, scene_captions)
     folder = ensure_writable_dir(out)
     settings_path = folder / "settings.json"
     recorded = {"source": str(Path(source).resolve()), "chunk": chunk, **asdict(settings)}
+    if scene_captions is not None:
+        recorded["scene_captions"] = list(scene_captions)
     if settings_path.is_file() and json.loads(settings_path.read_text()) != recorded:
         raise ValueError(f"{folder} holds a curation with other settings; choose another --out")
     atomic_write_json(settings_path, recorded)

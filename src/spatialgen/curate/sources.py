@@ -36,6 +36,7 @@ class InputShard:
     path: str
     start: int = 0
     stop: int | None = None
+    captions: tuple[str, ...] | None = None  # scenes: the caption kinds read (None: all of them)
 
 
 @dataclass
@@ -48,10 +49,24 @@ class Item:
     error: str | None = None
 
 
-def list_shards(source: str | os.PathLike[str], chunk: int = CHUNK) -> list[InputShard]:
-    """The input shards of a source folder, in a fixed order (``chunk`` images or scenes per folder shard)."""
+def list_shards(
+    source: str | os.PathLike[str], chunk: int = CHUNK, scene_captions: tuple[str, ...] | None = None
+) -> list[InputShard]:
+    """The input shards of a source folder, in a fixed order (``chunk`` images or scenes per folder shard).
+
+    ``scene_captions`` keeps only those caption kinds of a scene dataset (e.g. ``attributes``, ``count``:
+    a source with no spatial captions, so that curation must synthesise every spatial one).
+    """
     if chunk <= 0:
         raise ValueError(f"chunk must be positive, got {chunk}")
+    if scene_captions is not None:
+        from ..scenes.captions import CAPTION_KINDS
+
+        unknown = [k for k in scene_captions if k not in CAPTION_KINDS]
+        if unknown or not scene_captions:
+            raise ValueError(
+                f"scene caption kinds must be some of {', '.join(CAPTION_KINDS)}, got {list(scene_captions)}"
+            )
     root = Path(source)
     if not root.is_dir():
         raise FileNotFoundError(f"--source {str(root)!r} is not a folder")
@@ -59,7 +74,10 @@ def list_shards(source: str | os.PathLike[str], chunk: int = CHUNK) -> list[Inpu
         from ..scenes.shards import SceneShards
 
         n = len(SceneShards(root))
-        return [InputShard(f"scenes-{i:07d}", "scenes", str(root), i, min(i + chunk, n)) for i in range(0, n, chunk)]
+        kinds = tuple(scene_captions) if scene_captions is not None else None
+        return [
+            InputShard(f"scenes-{i:07d}", "scenes", str(root), i, min(i + chunk, n), kinds) for i in range(0, n, chunk)
+        ]
     tars = sorted(root.glob("*.tar"))
     if tars:
         return [InputShard(p.stem, "webdataset", str(p)) for p in tars]
@@ -159,7 +177,8 @@ def _read_scenes(shard: InputShard) -> Iterator[Item]:
     try:
         for i in range(shard.start, shard.stop if shard.stop is not None else len(shards)):
             sample = shards[i]
-            yield Item(f"scene-{i:07d}", np.ascontiguousarray(sample.rgb), list(sample.captions.values()))
+            kept = [t for k, t in sample.captions.items() if shard.captions is None or k in shard.captions]
+            yield Item(f"scene-{i:07d}", np.ascontiguousarray(sample.rgb), kept)
     finally:
         shards.close()
 
