@@ -113,3 +113,14 @@ def test_the_page_generates_an_image_and_its_maps_in_a_real_browser(tmp_path: Pa
         assert seconds < 20  # generous for a loaded 2-core CI machine; benchmarks/demo.py measures it properly
     finally:
         app.close()
+
+
+def test_schedule_parameters_reach_the_sampler(models: DemoModels) -> None:
+    from spatialgen.demo.callbacks import _configured
+    from spatialgen.ildm.schedules import DropSchedule, GaussianSchedule
+
+    request = DemoRequest(prompt="a cube", method="I-LDM", schedule="gaussian", gaussian_tau=500, gaussian_sigma=50)
+    assert _configured(models, request).schedule == GaussianSchedule(alpha=1.0, tau=500.0, sigma=50.0)
+    assert _configured(models, DemoRequest(prompt="a cube", method="I-LDM", tau=700)).schedule == DropSchedule(
+        tau=700.0
+    )

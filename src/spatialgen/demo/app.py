@@ -57,6 +57,9 @@ def build_app(models: DemoModels) -> Any:
         method,
         schedule,
         tau,
+        g_alpha,
+        g_tau,
+        g_sigma,
         loss,
         weight,
         fraction,
@@ -77,6 +80,9 @@ def build_app(models: DemoModels) -> Any:
             method=method,
             schedule=schedule,
             tau=tau,
+            gaussian_alpha=g_alpha,
+            gaussian_tau=g_tau,
+            gaussian_sigma=g_sigma,
             loss=loss,
             weight=weight or None,
             guide_fraction=fraction,
@@ -124,6 +130,10 @@ def build_app(models: DemoModels) -> Any:
             with gr.Accordion("I-LDM", open=False):
                 schedule = gr.Dropdown(list(SCHEDULE_CHOICES), value="drop", label="Cross-domain schedule")
                 tau = gr.Slider(0, 1000, value=900, step=10, label="Drop: tau (timestep)")
+                with gr.Row():
+                    g_alpha = gr.Slider(0, 2, value=1.0, step=0.1, label="Gaussian: peak weight")
+                    g_tau = gr.Slider(0, 1000, value=800, step=10, label="Gaussian: peak timestep")
+                    g_sigma = gr.Slider(10, 500, value=100, step=10, label="Gaussian: width")
             with gr.Accordion("InfSplign", open=False):
                 loss = gr.Dropdown(list(LOSS_CHOICES), value="sigmoid", label="Loss")
                 weight = gr.Number(label="Weight (0: the model card's)", value=0)
@@ -173,6 +183,9 @@ def build_app(models: DemoModels) -> Any:
                     method,
                     schedule,
                     tau,
+                    g_alpha,
+                    g_tau,
+                    g_sigma,
                     loss,
                     weight,
                     fraction,

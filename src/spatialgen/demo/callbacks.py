@@ -47,6 +47,9 @@ class DemoRequest:
     method: str = "Stable Diffusion"
     schedule: str = "drop"
     tau: float = 900.0  # Drop: the timestep below which cross-domain attention stops
+    gaussian_alpha: float = 1.0  # Gaussian: the peak weight ...
+    gaussian_tau: float = 800.0  # ... the timestep of the peak ...
+    gaussian_sigma: float = 100.0  # ... and its width
     loss: str = "sigmoid"
     weight: float | None = None  # InfSplign's weight; None: the model card's recommendation
     guide_fraction: float = 0.25
@@ -156,7 +159,11 @@ def _configured(models: DemoModels, request: DemoRequest) -> Any:
     generator = models.generator(method, request.lora)
     changes: dict[str, Any] = {}
     if method.startswith("ildm"):
-        params = {"tau": request.tau} if request.schedule == "drop" else {}
+        params: dict[str, float] = {}
+        if request.schedule == "drop":
+            params = {"tau": request.tau}
+        elif request.schedule == "gaussian":
+            params = {"alpha": request.gaussian_alpha, "tau": request.gaussian_tau, "sigma": request.gaussian_sigma}
         changes["schedule"] = make_schedule(request.schedule, **params)
     if method.endswith("infsplign"):
         weight = request.weight if request.weight is not None else recommended_weight(generator.pipe)
