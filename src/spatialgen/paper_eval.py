@@ -96,6 +96,18 @@ def hand_records(settings: PaperEvalSettings) -> list[dict[str, Any]]:
     return found[: settings.hand_prompts]
 
 
+def hand_rows(settings: PaperEvalSettings) -> dict[str, tuple[str, str, str | None, str | None]]:
+    """The hands experiment's rows: base, I-LDM (first schedule), and I-LDM with the image-domain LoRA if given."""
+    schedule = settings.schedules[0] if settings.schedules else "drop"
+    rows: dict[str, tuple[str, str, str | None, str | None]] = {
+        "base": ("sd", settings.model, None, None),
+        f"I-LDM {schedule}": ("ildm", settings.ildm, schedule, None),
+    }
+    if settings.image_lora is not None:
+        rows[f"I-LDM {schedule} + image LoRA"] = ("ildm", settings.ildm, schedule, settings.image_lora)
+    return rows
+
+
 def generated_rows(settings: PaperEvalSettings) -> dict[str, tuple[str, str, str | None]]:
     """Row name -> (method, model, schedule) of every row this command samples itself."""
     rows: dict[str, tuple[str, str, str | None]] = {"base": ("sd", settings.model, None)}
@@ -157,31 +169,24 @@ def run_paper_eval(settings: PaperEvalSettings, out: str | os.PathLike[str]) -> 
     for name, (method, model, schedule) in generated_rows(settings).items():
         image_folders[name] = sample_row(settings, method, model, schedule, records, folder / "images" / _slug(name))
     image_folders.update({name: Path(path) for name, path in settings.baselines.items()})
+    hand_folders: dict[str, Path] = {}
+    if settings.hand_model is not None:  # sampled by every process (each its share), scored once below
+        hands = hand_records(settings)
+        for name, (method, model, schedule, lora) in hand_rows(settings).items():
+            hand_folders[name] = sample_row(
+                settings, method, model, schedule, hands, folder / "hands" / _slug(name), lora
+            )
     state = PartialState()
     if not state.is_main_process:  # scoring runs once; the other processes only sampled their shares
         return {}
     table: dict[str, dict[str, float]] = {}
     for name, images in image_folders.items():
         table[name] = quality_row(settings, images, folder / "quality" / _slug(name))
-    if settings.hand_model is not None:
+    if hand_folders:
         from .eval.metrics.hands import HandDetector, hand_detection_rate
 
         detector = HandDetector(settings.hand_model)
-        hands = hand_records(settings)
-        first_schedule = settings.schedules[0] if settings.schedules else "drop"
-        hand_rows = {
-            "base": ("sd", settings.model, None, None),
-            f"I-LDM {first_schedule}": ("ildm", settings.ildm, first_schedule, None),
-        }
-        if settings.image_lora is not None:
-            hand_rows[f"I-LDM {first_schedule} + image LoRA"] = (
-                "ildm",
-                settings.ildm,
-                first_schedule,
-                settings.image_lora,
-            )
-        for name, (method, model, schedule, lora) in hand_rows.items():
-            made = sample_row(settings, method, model, schedule, hands, folder / "hands" / _slug(name), lora)
+        for name, made in hand_folders.items():
             table.setdefault(name, {}).update(hand_detection_rate(detector.count, list_images(made)))
     results = {
         "rows": list(table),  # the table's row order (JSON objects are written with sorted keys)
