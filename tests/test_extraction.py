@@ -283,3 +283,12 @@ def test_sam_prompted_on_a_grid_gives_disjoint_instance_ids(tmp_path: Path) -> N
     run = sam_segmentation(str(tmp_path / "sam"), grid=2)
     ids = run(np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8))
     assert ids.shape == (2, 32, 32) and ids.min() >= 0 and ids.max() <= 4  # one id per grid point at most
+
+
+def test_ray_data_writes_the_same_shards_as_the_local_engine(photos: Path, tmp_path: Path) -> None:
+    local, ray = tmp_path / "local", tmp_path / "ray"
+    extract_dataset(photos, local, ExtractionSettings(**WEIGHT_FREE), chunk=5)
+    extract_dataset(photos, ray, ExtractionSettings(**WEIGHT_FREE), engine="ray", workers=2, chunk=5)
+    names = sorted(p.name for p in (local / "shards").glob("*.tar"))
+    assert names and names == sorted(p.name for p in (ray / "shards").glob("*.tar"))
+    assert all((local / "shards" / n).read_bytes() == (ray / "shards" / n).read_bytes() for n in names)
