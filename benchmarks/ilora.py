@@ -9,6 +9,7 @@
     python benchmarks/ilora.py sampling    # augmented normals at 5 / 10 / 25 DPM-Solver++ steps
     python benchmarks/ilora.py generated   # on the base model's own images, against the estimator's maps
     python benchmarks/ilora.py figure      # the README picture: image, exact map and prediction per intrinsic
+    python benchmarks/ilora.py cost        # seconds per training step and per extracted image, per variant
 
 Every row trains one adapter with ``spatialgen.ilora.train_ilora`` into ``--out/<row>/`` (a finished
 row is reused, an interrupted one resumes), then predicts the maps of ``--held-out`` renders from
@@ -190,6 +191,62 @@ def vae_rows(intrinsic: str, data: LabelledImages, adapter: Path | None) -> dict
     return rows
 
 
+def cost(args, steps: int = 20, warmup: int = 5, images: int = 64) -> dict[str, dict]:
+    """Clean timings on this machine: median seconds per training step (batch ``--batch-size``, the
+    default ranks) and per extracted image (batches of 32), per variant, for normals.
+
+    Run it alone: the ``training_seconds`` the other experiments record include whatever else
+    shared the CPU while they ran.
+    """
+    from accelerate import Accelerator
+
+    from spatialgen.ilora.targets import map_to_image
+    from spatialgen.ilora.training import encode_pairs, load_labelled
+
+    rows: dict[str, dict] = {}
+    data = load_labelled(args.data, "normal", 256)
+    held = held_out_labelled(args.data, "normal", images)
+    for variant in ("single_step", "augmented", "decoder"):
+        cfg = ILoRATrainConfig(
+            data=args.data,
+            out="",
+            intrinsic="normal",
+            variant=variant,
+            rank=args.rank,
+            decoder_rank=args.decoder_rank,
+            batch_size=args.batch_size,
+        )
+        model = cfg.build_model()
+        params = model.add("normal", cfg.rank, cfg.layers, cfg.resolved_decoder_rank)
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
+        inputs, mean, std = encode_pairs(model, data, "normal")
+        accelerator = Accelerator(cpu=True)
+        generator = torch.Generator().manual_seed(0)
+        times = []
+        for step in range(warmup + steps):
+            idx = torch.randint(0, len(inputs), (cfg.batch_size,), generator=generator)
+            target = None if mean is None else mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=generator)
+            start = time.perf_counter()
+            loss = model.loss("normal", inputs[idx], target, map_to_image("normal", data.maps[idx]), generator)
+            accelerator.backward(loss)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if step >= warmup:
+                times.append(time.perf_counter() - start)
+        model.module.eval()
+        options = {"steps": 25} if variant == "augmented" else {}
+        predict_all(model, "normal", held.images[:32], **options)  # warm
+        _, per_image = predict_all(model, "normal", held.images, **options)
+        step_seconds = float(np.median(times))
+        rows[f"normal/{variant}"] = {
+            "seconds_per_step": step_seconds,
+            "minutes_per_1000_steps": step_seconds * 1000 / 60,
+            "seconds_per_image": per_image,
+        }
+    return rows
+
+
 def map_picture(intrinsic: str, maps: torch.Tensor) -> np.ndarray:
     """A (C, H, W) map in [0, 1] as an RGB picture: depth through a colour map, the rest as they are."""
     from spatialgen.intrinsics import visualise_depth, visualise_unit
@@ -273,7 +330,8 @@ def print_table(title: str, rows: dict[str, dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "experiment", choices=("figure", "vae", "main", "control", "rank", "size", "layers", "sampling", "generated")
+        "experiment",
+        choices=("cost", "figure", "vae", "main", "control", "rank", "size", "layers", "sampling", "generated"),
     )
     parser.add_argument("--data", default="data/scenes-v2", help="training scenes (exact maps)")
     parser.add_argument("--base", default="embedded")
@@ -311,6 +369,12 @@ def main() -> None:
     results: dict[str, dict] = {}
     if args.experiment == "figure":
         print(figure(args))
+        return
+    if args.experiment == "cost":
+        results = cost(args)
+        print_table("cost: normal, this machine", results)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "cost.json").write_text(json.dumps({"args": vars(args), "rows": results}, indent=2) + "\n")
         return
     if args.experiment == "vae":
         for intrinsic in args.intrinsics:
