@@ -124,3 +124,16 @@ def test_schedule_parameters_reach_the_sampler(models: DemoModels) -> None:
     assert _configured(models, DemoRequest(prompt="a cube", method="I-LDM", tau=700)).schedule == DropSchedule(
         tau=700.0
     )
+
+
+def test_download_folders_are_capped_per_process(tmp_path: Path) -> None:
+    from spatialgen.demo.callbacks import KEEP_GENERATIONS
+
+    models = DemoModels("embedded")
+    folders = []
+    for _ in range(KEEP_GENERATIONS + 3):
+        folder = models.output_folder()
+        folder.mkdir()
+        folders.append(folder)
+    kept = sorted(p for p in folders[0].parent.iterdir() if p.is_dir())
+    assert len(kept) == KEEP_GENERATIONS and kept[-1] == folders[-1] and not folders[0].exists()

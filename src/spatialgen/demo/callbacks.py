@@ -28,6 +28,7 @@ SAMPLER_CHOICES = ("ddim", "dpm", "ddpm", "euler")
 LOSS_CHOICES = ("sigmoid", "relu", "leaky_relu", "gelu")
 MAX_IMAGES = 8
 MAX_STEPS = 200
+KEEP_GENERATIONS = 32  # download folders kept per process; older ones are removed as new ones come
 
 
 class DemoInputError(ValueError):
@@ -107,6 +108,18 @@ class DemoModels:
         self.model = model
         self.device = device
         self._generators: dict[tuple[str, str], Any] = {}
+        self._outputs = Path(tempfile.mkdtemp(prefix="spatialgen-demo-"))
+        self._count = 0
+
+    def output_folder(self) -> Path:
+        """A new folder for one generation's downloads; the oldest beyond :data:`KEEP_GENERATIONS` are removed."""
+        import shutil
+
+        self._count += 1
+        folders = sorted(p for p in self._outputs.iterdir() if p.is_dir())
+        for old in folders[: max(0, len(folders) - KEEP_GENERATIONS + 1)]:
+            shutil.rmtree(old, ignore_errors=True)
+        return self._outputs / f"{self._count:06d}"
 
     def generator(self, method: str, lora: str = "") -> Any:
         from ..generators import load_generator
@@ -214,7 +227,7 @@ def generate(request: DemoRequest, models: DemoModels, on_step: Callable[[int, i
         save_attention=generator.guided,
         on_step=(lambda i: on_step(i, total)) if on_step is not None else None,
     )
-    folder = Path(tempfile.mkdtemp(prefix="spatialgen-demo-"))
+    folder = models.output_folder()
     saved = save_generated(results, folder, {"model": models.model, "method": generator.method}, grid=False)
     images = [(r.image, f"seed {r.seed}") for r in saved]
     maps: list[tuple[Image.Image, str]] = []
