@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import atomic_write_bytes, atomic_write_json
+from ..intrinsic_shards import tar_member
 from .curation import CurationRules, Curator
 from .sources import CHUNK, InputShard, Item, decode_image, list_shards, read_shard
 
@@ -69,12 +70,6 @@ class CurationSettings:
         return Curator(load_detector(self.detector, self.device), depth, self.vocabulary_names(), rules)
 
 
-def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode, info.uid, info.gid = len(data), 0, 0o644, 0, 0
-    tar.addfile(info, io.BytesIO(data))
-
-
 def _png(image: Any) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -105,8 +100,8 @@ def process_shard(shard: InputShard, out: Path, curator: Curator) -> dict[str, A
                     "detections": result.detections,
                     "size": list(result.size),
                 }
-                _tar_member(tar, f"{item.key}.png", _png(image))
-                _tar_member(tar, f"{item.key}.json", json.dumps(record, sort_keys=True).encode())
+                tar_member(tar, f"{item.key}.png", _png(image))
+                tar_member(tar, f"{item.key}.json", json.dumps(record, sort_keys=True).encode())
             batch.clear()
 
         for item in read_shard(shard):
