@@ -134,14 +134,17 @@ def rows_for(experiment: str, base: ILoRATrainConfig, args) -> list[tuple[str, I
             ("depth/pretrained", row("depth-single_step", intrinsic="depth"), {}),
             ("depth/random init", row("depth-random", intrinsic="depth", random_init=True), {}),
         ]
+    def ablation(name: str, **changes) -> ILoRATrainConfig:
+        # the setting the main table already trained is its single-step normals row, not a new one
+        same = all(getattr(base, key) == value for key, value in changes.items())
+        return row("normal-single_step" if same else name, intrinsic="normal", **changes)
+
     if experiment == "rank":
-        return [(f"rank {r}", row(f"normal-rank{r}", intrinsic="normal", rank=r), {}) for r in args.ranks]
+        return [(f"rank {r}", ablation(f"normal-rank{r}", rank=r), {}) for r in args.ranks]
     if experiment == "size":
-        return [(f"{n} images", row(f"normal-n{n}", intrinsic="normal", max_scenes=n), {}) for n in args.sizes]
+        return [(f"{n} images", ablation(f"normal-n{n}", max_scenes=n), {}) for n in args.sizes]
     if experiment == "layers":
-        return [
-            (f"{lay}", row(f"normal-{lay}", intrinsic="normal", layers=lay), {}) for lay in ("self", "cross", "both")
-        ]
+        return [(f"{lay}", ablation(f"normal-{lay}", layers=lay), {}) for lay in ("self", "cross", "both")]
     if experiment == "sampling":
         cfg = row("normal-augmented", intrinsic="normal", variant="augmented")
         return [(f"{s} steps", cfg, {"steps": s, "guidance": args.guidance}) for s in args.sampling_steps]

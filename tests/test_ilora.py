@@ -86,6 +86,27 @@ def test_a_new_adapter_and_the_widened_conv_in_leave_the_base_unchanged(world: P
     assert trainable and all(n.startswith("decoder.") and ".lora_" in n for n in trainable)
 
 
+def test_the_image_reaches_the_augmented_unet_through_its_adapter(world: Path) -> None:
+    """Zero, frozen image channels would hide the image for ever: the adapter must open that path."""
+    torch.manual_seed(0)
+    model = IntrinsicLoRAModel.from_base(str(world / "base"), "augmented")
+    params = model.add("depth", rank=4)
+    noisy, t, text = torch.randn(2, 4, 16, 16), torch.tensor([999, 500]), model.text("depth", 2)
+
+    def output(image: torch.Tensor) -> torch.Tensor:
+        return model.pipe.unet(torch.cat([noisy, image], 1), t, text).sample
+
+    image = torch.randn(2, 4, 16, 16, requires_grad=True)
+    output(image).square().mean().backward()
+    assert image.grad is not None and image.grad.abs().max() == 0  # the new adapter starts at the base
+    conv_in_b = [p for n, p in model.pipe.unet.named_parameters() if n.startswith("conv_in.lora_B.")]
+    assert conv_in_b and all(any(p is q for q in params) for p in conv_in_b)  # trained with the adapter
+    assert conv_in_b[0].grad.abs().sum() > 0
+    torch.optim.SGD(params, lr=0.1).step()
+    with torch.no_grad():
+        assert not torch.allclose(output(torch.randn(2, 4, 16, 16)), output(torch.randn(2, 4, 16, 16)))
+
+
 def test_training_moves_only_the_adapter_and_resumes_bit_identically(world: Path) -> None:
     whole = train_ilora(_cfg(world, "whole", 4, variant="augmented", intrinsic="depth"), cpu=True)
     train_ilora(_cfg(world, "split", 2, variant="augmented", intrinsic="depth"), cpu=True)

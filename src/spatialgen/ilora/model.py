@@ -8,7 +8,8 @@ batch of precomputed latents) and for prediction (images in, maps out):
   goes through the UNet once at a fixed timestep (999) with the intrinsic's prompt; the output
   is read as the intrinsic's latent and decoded by the same VAE. No scheduler arithmetic.
 * ``augmented`` (I-LoRA_AUG): a diffusion model of the intrinsic's latent whose UNet also sees
-  the image latent (unscaled posterior mode, as InstructPix2Pix) on extra ``conv_in`` channels;
+  the image latent (unscaled posterior mode, as InstructPix2Pix) on extra ``conv_in`` channels,
+  read through a LoRA on that ``conv_in``;
   trained with the base's own objective (epsilon or v), sampled with DPM-Solver++ and text CFG.
   ``image_conditioning=False`` is the paper's naive multi-step baseline: no extra channels, and
   sampling starts from the image latent noised to ``strength`` (SDEdit), which misaligns.
