@@ -66,7 +66,7 @@ def check_variant(variant: str) -> str:
 
 
 def target_pattern(variant: str, layers: str = "both") -> str:
-    """The peft ``target_modules`` regex of a variant: which attention projections (and, augmented, ``conv_in``) get LoRA."""
+    """The peft ``target_modules`` regex of a variant: the attention projections (augmented: and ``conv_in``)."""
     check_variant(variant)
     if layers not in LAYER_CHOICES:
         raise ValueError(f"layers must be one of {', '.join(LAYER_CHOICES)}, got {layers!r}")
