@@ -47,51 +47,9 @@ def build_app(models: DemoModels) -> Any:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
-    def on_generate(
-        prompt,
-        seed,
-        steps,
-        guidance,
-        sampler,
-        images,
-        method,
-        schedule,
-        tau,
-        g_alpha,
-        g_tau,
-        g_sigma,
-        loss,
-        weight,
-        fraction,
-        presence,
-        lora,
-        tore,
-        tore_tau,
-        strict,
-        progress=gr.Progress(),
-    ):
-        request = DemoRequest(
-            prompt=prompt,
-            seed=seed,
-            steps=steps,
-            guidance=guidance,
-            sampler=sampler,
-            images=images,
-            method=method,
-            schedule=schedule,
-            tau=tau,
-            gaussian_alpha=g_alpha,
-            gaussian_tau=g_tau,
-            gaussian_sigma=g_sigma,
-            loss=loss,
-            weight=weight or None,
-            guide_fraction=fraction,
-            presence=presence,
-            lora=(lora or "").strip(),
-            tore=tore,
-            tore_tau=tore_tau,
-            strict=strict,
-        )
+    def on_generate(values: dict, progress=gr.Progress()):
+        given = {field: values[component] for field, component in request_inputs.items()}
+        request = DemoRequest(**{**given, "weight": given["weight"] or None, "lora": (given["lora"] or "").strip()})
         try:
             result = generate(request, models, on_step=lambda i, n: progress(i / n, desc=f"step {i} of {n}"))
         except (DemoInputError, ValueError, FileNotFoundError) as error:
@@ -171,30 +129,31 @@ def build_app(models: DemoModels) -> Any:
             gr.Examples(EXAMPLES, inputs=prompt)
             prompt.change(lambda p: describe_prompt(p, models), prompt, info)
             app.load(lambda p: describe_prompt(p, models), prompt, info)
+            request_inputs = {  # DemoRequest's fields and the components that set them
+                "prompt": prompt,
+                "seed": seed,
+                "steps": steps,
+                "guidance": guidance,
+                "sampler": sampler,
+                "images": images,
+                "method": method,
+                "schedule": schedule,
+                "tau": tau,
+                "gaussian_alpha": g_alpha,
+                "gaussian_tau": g_tau,
+                "gaussian_sigma": g_sigma,
+                "loss": loss,
+                "weight": weight,
+                "guide_fraction": fraction,
+                "presence": presence,
+                "lora": lora,
+                "tore": tore,
+                "tore_tau": tore_tau,
+                "strict": strict,
+            }
             run.click(
                 on_generate,
-                [
-                    prompt,
-                    seed,
-                    steps,
-                    guidance,
-                    sampler,
-                    images,
-                    method,
-                    schedule,
-                    tau,
-                    g_alpha,
-                    g_tau,
-                    g_sigma,
-                    loss,
-                    weight,
-                    fraction,
-                    presence,
-                    lora,
-                    tore,
-                    tore_tau,
-                    strict,
-                ],
+                set(request_inputs.values()),  # one dict argument, by component
                 [gallery, maps, attention, files, notes],
             )
         with gr.Tab("Compare"):
