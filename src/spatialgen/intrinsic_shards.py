@@ -22,7 +22,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from .intrinsics import Intrinsics, colour_segmentation, normal_to_unit_range
+from .tar_records import TarRecords
 
 FORMAT = "spatialgen-intrinsics"
 FORMAT_VERSION = 1
@@ -120,24 +120,7 @@ def decode_record(files: dict[str, bytes]) -> ImageIntrinsics:
     )
 
 
-def tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    """A member with fixed metadata: a shard's bytes depend only on its contents."""
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode, info.uid, info.gid = len(data), 0, 0o644, 0, 0
-    tar.addfile(info, io.BytesIO(data))
-
-
-def index_tar(path: Path) -> list[tuple[str, dict[str, tuple[int, int]]]]:
-    """[(shard file name, {field: (data offset, size)})] per sample key, in the shard's order."""
-    samples: dict[str, dict[str, tuple[int, int]]] = {}
-    with tarfile.open(path, mode="r:") as tar:
-        for member in tar:
-            key, _, name = member.name.partition(".")
-            samples.setdefault(key, {})[name] = (member.offset_data, member.size)
-    return [(path.name, samples[key]) for key in samples]
-
-
-class IntrinsicShards:
+class IntrinsicShards(TarRecords[ImageIntrinsics]):
     """Random access to the samples of a finished ``intrinsics extract --source`` output."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -150,49 +133,14 @@ class IntrinsicShards:
         self.manifest = json.loads(path.read_text())
         if self.manifest.get("format") != FORMAT:
             raise ValueError(f"{path} is not a spatialgen intrinsics manifest")
-        self._index: list[tuple[str, dict[str, tuple[int, int]]]] = []
-        for name in self.manifest["shards"]:
-            self._index.extend(index_tar(self.root / "shards" / name))
-        self._handles: dict[str, Any] = {}
-        self._pid = os.getpid()
+        super().__init__([self.root / "shards" / name for name in self.manifest["shards"]])
 
     @property
     def resolution(self) -> int:
         return int(self.manifest["resolution"])
 
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def _handle(self, name: str) -> Any:
-        if os.getpid() != self._pid:  # a forked worker must not share file offsets
-            self._handles, self._pid = {}, os.getpid()
-        if name not in self._handles:
-            self._handles[name] = open(self.root / "shards" / name, "rb")
-        return self._handles[name]
-
-    def __getitem__(self, index: int) -> ImageIntrinsics:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"sample {index} out of range for a dataset of {len(self)}")
-        name, members = self._index[index % len(self)]
-        handle = self._handle(name)
-        files = {}
-        for member, (offset, size) in members.items():
-            handle.seek(offset)
-            files[member] = handle.read(size)
+    def decode(self, files: dict[str, bytes]) -> ImageIntrinsics:
         return decode_record(files)
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_handles"] = {}
-        return state
-
-    def close(self) -> None:
-        for handle in self._handles.values():
-            handle.close()
-        self._handles = {}
 
 
 def open_dataset(root: str | os.PathLike[str]) -> Any:

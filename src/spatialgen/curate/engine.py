@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import atomic_write_bytes, atomic_write_json
-from ..intrinsic_shards import tar_member
+from ..tar_records import tar_member
 from .curation import CurationRules, Curator
 from .sources import CHUNK, InputShard, Item, decode_image, list_shards, read_shard
 

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from ..fileio import atomic_write_bytes, atomic_write_json, ensure_writable_dir
-from ..intrinsic_shards import FORMAT, FORMAT_VERSION, MANIFEST, ImageIntrinsics, encode_record, tar_member
+from ..intrinsic_shards import FORMAT, FORMAT_VERSION, MANIFEST, ImageIntrinsics, encode_record
 from ..shard_jobs import check_engine, report_path, run_shards
+from ..tar_records import tar_member
 from .estimators import IntrinsicsEstimator
 from .images import prepare_image
 

@@ -13,7 +13,6 @@ are byte-identical whoever writes them, so a resumed dataset equals an uninterru
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import multiprocessing as mp
@@ -21,13 +20,14 @@ import os
 import tarfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..fileio import atomic_open, atomic_write_json, ensure_writable_dir
+from ..tar_records import TarRecords, tar_member
 from .captions import CaptionRules
 from .codec import decode_sample, encode_sample
 from .render import check_resolution
@@ -90,13 +90,6 @@ def sample_key(index: int) -> str:
     return f"{index:09d}"
 
 
-def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o644  # mtime, uid and gid stay 0: shards are byte-reproducible
-    tar.addfile(info, io.BytesIO(data))
-
-
 def _sample_stats(sample: SceneSample) -> Counter[str]:
     stats: Counter[str] = Counter({"samples": 1, "objects": len(sample.objects)})
     stats.update(f"caption:{kind}" for kind in sample.captions)
@@ -125,7 +118,7 @@ def write_shard(root: Path, params: DatasetParams, shard: int) -> tuple[str, dic
                     scene_seed(params.seed, index), params.resolution, params.config, params.antialias, params.rules
                 )
                 for field, data in encode_sample(sample).items():
-                    _tar_add(tar, f"{sample_key(index)}.{field}", data)
+                    tar_member(tar, f"{sample_key(index)}.{field}", data)
                 stats.update(_sample_stats(sample))
                 if _progress_counter is not None:
                     with _progress_counter.get_lock():
@@ -234,7 +227,7 @@ def _write_parallel(
                 on_progress(finished + counter.value, params.n)
 
 
-class SceneShards:
+class SceneShards(TarRecords[SceneSample]):
     """Random access to the samples of a finished dataset directory."""
 
     def __init__(self, root: str | os.PathLike[str], allow_incomplete: bool = False) -> None:
@@ -254,59 +247,11 @@ class SceneShards:
                 f"{-(-params['n'] // params['shard_size'])} shards); finish it by re-running `spatialgen scenes make` "
                 "with the same arguments, or pass allow_incomplete=True"
             )
-        self._index: list[tuple[str, dict[str, tuple[int, int]]]] = []
-        for name in self.manifest["shards"]:
-            self._index.extend(_index_shard(self.root / name))
-        self._handles: dict[str, Any] = {}
-        self._pid = os.getpid()
+        super().__init__([self.root / name for name in self.manifest["shards"]])
 
     @property
     def resolution(self) -> int:
         return int(self.manifest["params"]["resolution"])
 
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def _handle(self, name: str) -> Any:
-        if os.getpid() != self._pid:  # a DataLoader worker: never share file offsets across processes
-            self._handles, self._pid = {}, os.getpid()
-        if name not in self._handles:
-            self._handles[name] = open(self.root / name, "rb")
-        return self._handles[name]
-
-    def read_files(self, index: int) -> dict[str, bytes]:
-        name, members = self._index[index]
-        handle = self._handle(name)
-        files = {}
-        for field, (offset, size) in members.items():
-            handle.seek(offset)
-            files[field] = handle.read(size)
-        return files
-
-    def __getitem__(self, index: int) -> SceneSample:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"sample {index} out of range for a dataset of {len(self)}")
-        return decode_sample(self.read_files(index % len(self)))
-
-    def __iter__(self) -> Iterator[SceneSample]:
-        return (self[i] for i in range(len(self)))
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_handles"] = {}
-        return state
-
-    def close(self) -> None:
-        for handle in self._handles.values():
-            handle.close()
-        self._handles = {}
-
-
-def _index_shard(path: Path) -> list[tuple[str, dict[str, tuple[int, int]]]]:
-    """[(shard name, {field: (data offset, size)})] for each sample, in shard order."""
-    samples: dict[str, dict[str, tuple[int, int]]] = {}
-    with tarfile.open(path, mode="r:") as tar:
-        for member in tar:
-            key, _, field = member.name.partition(".")
-            samples.setdefault(key, {})[field] = (member.offset_data, member.size)
-    return [(path.name, samples[key]) for key in sorted(samples)]
+    def decode(self, files: dict[str, bytes]) -> SceneSample:
+        return decode_sample(files)
