@@ -8,10 +8,28 @@ from typing import Any
 
 import typer
 
-# The config dataclasses whose field defaults are the CLI's defaults. Importing them loads the trainers'
-# modules (torch, diffusers), which every `train` command needs anyway.
 from ..logs import console, quiet_libraries
 from .common import friendly_errors
+
+_HELD_OUT_HELP = "Held-out scenes (sampled with --held-out-seed) to score."
+_CONFIG_HELP = (
+    "A run's config.json to reproduce or resume (flags given override it). Unset flags take the defaults of "
+    "the command's config dataclass (written to RUN/config.json)."
+)
+_RESUME_HELP = "'latest' or a checkpoint folder."
+_INIT_HELP = "Fine-tune from a trained network ('embedded' or its folder) instead of random weights."
+_CPU_HELP = "Train on the CPU even if a GPU is present."
+
+# Options most trainers take, declared once (typer only reads them).
+DATA = typer.Option(None, "--data", help="Scene dataset folder (`spatialgen scenes make`).")
+CONFIG = typer.Option(None, "--config", help=_CONFIG_HELP)
+STEPS = typer.Option(None, "--steps", help="Training steps.")
+BATCH_SIZE = typer.Option(None, "--batch-size", help="Batch size.")
+MAX_SCENES = typer.Option(None, "--max-scenes", help="Use only the first N scenes.")
+CHECKPOINT_EVERY = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints.")
+SEED = typer.Option(None, "--seed", help="Training seed.")
+RESUME = typer.Option(None, "--resume", help=_RESUME_HELP)
+CPU = typer.Option(False, "--cpu", help=_CPU_HELP)
 
 train_app = typer.Typer(
     help="Train models: the embedded base model, the scene recogniser and estimator.", no_args_is_help=True
@@ -21,23 +39,23 @@ train_app = typer.Typer(
 @train_app.command("base")
 @friendly_errors
 def train_base_command(
-    data: Path | None = typer.Option(None, "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
+    data: Path | None = DATA,
     out: Path | None = typer.Option(None, "--out", help="Run folder: config, checkpoints, samples, pipeline/."),
     config: Path | None = typer.Option(None, "--config", help="A run's config.json to reproduce (flags override it)."),
     vae_steps: int | None = typer.Option(None, "--vae-steps", help="VAE training steps."),
     diffusion_steps: int | None = typer.Option(None, "--diffusion-steps", help="UNet + text encoder steps."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size per process."),
-    max_scenes: int | None = typer.Option(None, "--max-scenes", help="Use only the first N scenes."),
-    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
-    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
-    resume: str | None = typer.Option(None, "--resume", help="'latest' or a checkpoint folder."),
+    max_scenes: int | None = MAX_SCENES,
+    checkpoint_every: int | None = CHECKPOINT_EVERY,
+    seed: int | None = SEED,
+    resume: str | None = RESUME,
     stop_after: int | None = typer.Option(
         None,
         "--stop-after",
         help="Stop the UNet stage after this step's checkpoint; continue with --resume latest (and, if wanted, "
         "other --diffusion-steps).",
     ),
-    cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU even if a GPU is present."),
+    cpu: bool = CPU,
 ) -> None:
     """Train the embedded-style base model: VAE, then text encoder + UNet (EMA), under accelerate."""
     quiet_libraries()
@@ -69,16 +87,6 @@ def train_base_command(
         )
         return
     console.print(f"trained pipeline written to {pipeline}; try: spatialgen generate 'a red cube' --model {pipeline}")
-
-
-_HELD_OUT_HELP = "Held-out scenes (sampled with --held-out-seed) to score."
-_CONFIG_HELP = (
-    "A run's config.json to reproduce or resume (flags given override it). Unset flags take the defaults of "
-    "the command's config dataclass (written to RUN/config.json)."
-)
-_RESUME_HELP = "'latest' or a checkpoint folder."
-_INIT_HELP = "Fine-tune from a trained network ('embedded' or its folder) instead of random weights."
-_CPU_HELP = "Train on the CPU even if a GPU is present."
 
 
 def build_config(config_class: type, config: Path | None, **flags: Any) -> Any:
@@ -188,13 +196,13 @@ def _scene_network_command(kind: str, doc: str) -> Any:
     def command(
         data: list[Path] | None = typer.Option(None, "--data", help=_DATA_FOLDERS_HELP),
         out: Path | None = typer.Option(None, "--out", help=f"Folder for {kind}.safetensors and {kind}.json."),
-        config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
-        steps: int | None = typer.Option(None, "--steps", help="Training steps."),
-        batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size."),
+        config: Path | None = CONFIG,
+        steps: int | None = STEPS,
+        batch_size: int | None = BATCH_SIZE,
         max_scenes: int | None = typer.Option(None, "--max-scenes", help="Use only the first N scenes of each folder."),
         held_out: int | None = typer.Option(None, "--held-out", help=_HELD_OUT_HELP),
         held_out_seed: int | None = typer.Option(None, "--held-out-seed", help="Dataset seed of the held-out scenes."),
-        seed: int | None = typer.Option(None, "--seed", help="Training seed."),
+        seed: int | None = SEED,
         lr: float | None = typer.Option(None, "--lr", help="Peak learning rate."),
         init: str | None = typer.Option(None, "--init", help=_INIT_HELP),
     ) -> None:
@@ -234,18 +242,18 @@ train_app.command("estimator")(
 @train_app.command("vae-decoder")
 @friendly_errors
 def train_vae_decoder_command(
-    data: Path | None = typer.Option(None, "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
+    data: Path | None = DATA,
     out: Path | None = typer.Option(None, "--out", help="Run folder: config, checkpoints, pipeline/, held-out.json."),
-    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
+    config: Path | None = CONFIG,
     base: str | None = typer.Option(None, "--base", help="Pipeline whose decoder is fine-tuned."),
-    steps: int | None = typer.Option(None, "--steps", help="Training steps."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size."),
+    steps: int | None = STEPS,
+    batch_size: int | None = BATCH_SIZE,
     lr: float | None = typer.Option(None, "--lr", help="Learning rate."),
     max_scenes: int | None = typer.Option(None, "--max-scenes", help="Use only the first N scenes [default: all]."),
-    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
-    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
-    resume: str | None = typer.Option(None, "--resume", help=_RESUME_HELP),
-    cpu: bool = typer.Option(False, "--cpu", help=_CPU_HELP),
+    checkpoint_every: int | None = CHECKPOINT_EVERY,
+    seed: int | None = SEED,
+    resume: str | None = RESUME,
+    cpu: bool = CPU,
 ) -> None:
     """Fine-tune a pipeline's VAE decoder with the encoder frozen: sharper images in the same latent space."""
     quiet_libraries()
@@ -274,20 +282,20 @@ def train_vae_decoder_command(
 @train_app.command("intrinsic-vae")
 @friendly_errors
 def train_intrinsic_vae_command(
-    data: Path | None = typer.Option(None, "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
+    data: Path | None = DATA,
     out: Path | None = typer.Option(
         None, "--out", help="Run folder: config, checkpoints, intrinsic_vae/, held-out.json."
     ),
-    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
+    config: Path | None = CONFIG,
     base: str | None = typer.Option(None, "--base", help="Pipeline whose VAE is widened."),
-    steps: int | None = typer.Option(None, "--steps", help="Training steps."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size."),
+    steps: int | None = STEPS,
+    batch_size: int | None = BATCH_SIZE,
     mask_p: float | None = typer.Option(None, "--mask-p", help="Probability of zeroing each intrinsic of the input."),
-    max_scenes: int | None = typer.Option(None, "--max-scenes", help="Use only the first N scenes."),
-    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
-    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
-    resume: str | None = typer.Option(None, "--resume", help=_RESUME_HELP),
-    cpu: bool = typer.Option(False, "--cpu", help=_CPU_HELP),
+    max_scenes: int | None = MAX_SCENES,
+    checkpoint_every: int | None = CHECKPOINT_EVERY,
+    seed: int | None = SEED,
+    resume: str | None = RESUME,
+    cpu: bool = CPU,
 ) -> None:
     """Widen the base VAE to the 8 packed intrinsic channels and fine-tune it with input masking (I-LDM 3.2)."""
     quiet_libraries()
@@ -316,28 +324,28 @@ def train_intrinsic_vae_command(
 @train_app.command("ildm")
 @friendly_errors
 def train_ildm_command(
-    data: Path | None = typer.Option(None, "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
+    data: Path | None = DATA,
     out: Path | None = typer.Option(None, "--out", help="Run folder: config, checkpoints, samples/, pipeline/."),
     intrinsic_vae: Path | None = typer.Option(
         None, "--intrinsic-vae", help="`train intrinsic-vae` output (RUN/intrinsic_vae)."
     ),
-    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
+    config: Path | None = CONFIG,
     base: str | None = typer.Option(None, "--base", help="Base pipeline."),
     rank: int | None = typer.Option(None, "--rank", help="LoRA rank of the intrinsic domain."),
     loss_lambda: float | None = typer.Option(None, "--lambda", help="Weight of the intrinsic term of Eq. 5."),
-    steps: int | None = typer.Option(None, "--steps", help="Training steps."),
+    steps: int | None = STEPS,
     batch_size: int | None = typer.Option(
         None, "--batch-size", help="Pairs per batch (the joint batch is twice as large)."
     ),
     lr: float | None = typer.Option(None, "--lr", help="Learning rate of the LoRA."),
     ema_decay: float | None = typer.Option(None, "--ema-decay", help="Keep (and ship) an EMA of the LoRA weights."),
-    max_scenes: int | None = typer.Option(None, "--max-scenes", help="Use only the first N scenes."),
+    max_scenes: int | None = MAX_SCENES,
     checkpoint_every: int | None = typer.Option(
         None, "--checkpoint-every", help="Steps between checkpoints and sample grids."
     ),
-    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
-    resume: str | None = typer.Option(None, "--resume", help=_RESUME_HELP),
-    cpu: bool = typer.Option(False, "--cpu", help=_CPU_HELP),
+    seed: int | None = SEED,
+    resume: str | None = RESUME,
+    cpu: bool = CPU,
 ) -> None:
     """Train I-LDM's intrinsic domain (LoRA on self-attention, Eq. 5) on top of a base pipeline."""
     quiet_libraries()
@@ -369,9 +377,9 @@ def train_ildm_command(
 @train_app.command("ilora")
 @friendly_errors
 def train_ilora_command(
-    data: Path | None = typer.Option(None, "--data", help="Scene dataset folder (`spatialgen scenes make`)."),
+    data: Path | None = DATA,
     out: Path | None = typer.Option(None, "--out", help="Run folder: config, checkpoints, adapter/, held-out.json."),
-    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
+    config: Path | None = CONFIG,
     intrinsic: str | None = typer.Option(None, "--intrinsic", help="normal, depth, albedo or shading."),
     variant: str | None = typer.Option(
         None, "--variant", help="single_step (one UNet call), augmented (multi-step, image latent on conv_in), decoder."
@@ -385,8 +393,8 @@ def train_ilora_command(
         help="UNet variants: rank of a LoRA on the VAE decoder that learns to draw the intrinsic (0: the base "
         "decoder, as the paper; a VAE that never saw such maps needs one).",
     ),
-    steps: int | None = typer.Option(None, "--steps", help="Training steps."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size."),
+    steps: int | None = STEPS,
+    batch_size: int | None = BATCH_SIZE,
     lr: float | None = typer.Option(None, "--lr", help="Learning rate (constant)."),
     max_scenes: int | None = typer.Option(None, "--max-scenes", help="Labelled training images: the first N scenes."),
     labels: str | None = typer.Option(
@@ -398,10 +406,10 @@ def train_ilora_command(
     random_init: bool | None = typer.Option(
         None, "--random-init/--pretrained", help="Control experiment: a randomly initialised UNet of the same shape."
     ),
-    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
-    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
-    resume: str | None = typer.Option(None, "--resume", help=_RESUME_HELP),
-    cpu: bool = typer.Option(False, "--cpu", help=_CPU_HELP),
+    checkpoint_every: int | None = CHECKPOINT_EVERY,
+    seed: int | None = SEED,
+    resume: str | None = RESUME,
+    cpu: bool = CPU,
 ) -> None:
     """Train one Intrinsic LoRA adapter: the base model predicts an intrinsic through its own output head."""
     quiet_libraries()
@@ -445,21 +453,21 @@ def train_esplora_command(
         None, "--data", help="Scene dataset, or a folder of images with NAME.txt captions; repeat for several."
     ),
     out: Path | None = typer.Option(None, "--out", help="Run folder: config, checkpoints, lora/."),
-    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
+    config: Path | None = CONFIG,
     base: str | None = typer.Option(None, "--base", help="Base pipeline: 'embedded', a folder or a hub id."),
     rank: int | None = typer.Option(None, "--rank", help="LoRA rank on the UNet's attention."),
     text_encoder_rank: int | None = typer.Option(
         None, "--text-encoder-rank", help="LoRA rank on the text encoder (0: off)."
     ),
     flip: str | None = typer.Option(None, "--flip", help="mirror (flip images and mirror their captions) or off."),
-    steps: int | None = typer.Option(None, "--steps", help="Training steps."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size."),
+    steps: int | None = STEPS,
+    batch_size: int | None = BATCH_SIZE,
     lr: float | None = typer.Option(None, "--lr", help="Learning rate (constant)."),
     max_items: int | None = typer.Option(None, "--max-items", help="Use at most N pairs of each folder."),
-    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
-    seed: int | None = typer.Option(None, "--seed", help="Training seed."),
-    resume: str | None = typer.Option(None, "--resume", help=_RESUME_HELP),
-    cpu: bool = typer.Option(False, "--cpu", help=_CPU_HELP),
+    checkpoint_every: int | None = CHECKPOINT_EVERY,
+    seed: int | None = SEED,
+    resume: str | None = RESUME,
+    cpu: bool = CPU,
 ) -> None:
     """Train a spatial LoRA (ESPLoRA) on captions whose relations hold in their images."""
     quiet_libraries()
