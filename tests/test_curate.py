@@ -57,17 +57,19 @@ def test_curated_scene_captions_hold_and_are_counted(scenes: Path, curated: tupl
         sample = shards[int(key.split("-")[1])]
         assert set(record["verified"]) <= set(sample.captions.values())  # verified: the scene's own captions
         assert all(parse_triplet(c) is not None for c in record["captions"])
-        centroid = {f"{o.colour} {o.shape}": o.centroid for o in sample.objects if o.centroid is not None}
+        # ground truth per object: visible centroid (x, y) and median metric depth
+        truth = {f"{o.colour} {o.shape}": (*o.centroid, o.depth) for o in sample.objects if o.centroid is not None}
         for caption in record["synthesised"]:
             t = parse_triplet(caption)
-            a, b = centroid.get(t.a.text), centroid.get(t.b.text)
+            a, b = truth.get(t.a.text), truth.get(t.b.text)
             if a is None or b is None:
                 continue
-            axis = 0 if t.relation in ("left of", "right of") else 1
-            truth = a[axis] < b[axis]
+            axis = {"left of": 0, "right of": 0, "above": 1, "below": 1, "in front of": 2, "behind": 2}[t.relation]
             total += 1
-            agree += truth == (t.relation in ("left of", "above"))
+            agree += (a[axis] < b[axis]) == (t.relation in ("left of", "above", "in front of"))
     assert total >= 5 and agree / total >= 0.9, (agree, total)  # synthesised relations match the ground truth
+    relations = report["relations"]
+    assert relations.get("in front of", 0) + relations.get("behind", 0) > 0  # depth orders are synthesised too
     left, right = report["balance"]["left of / right of"]
     assert left + right == report["relations"].get("left of", 0) + report["relations"].get("right of", 0)
 
@@ -165,6 +167,8 @@ def test_a_scene_source_without_spatial_captions_makes_curation_synthesise_them(
     report = curate(scenes, tmp_path / "synth", chunk=CHUNK, scene_captions=("attributes", "count"))
     counts = report["counts"]
     assert counts.get("verified_captions", 0) == 0 and counts["synthesised_captions"] > 0
+    for pair in report["balance"].values():  # a relation and its inverse: synthesis phrases toward balance
+        assert sum(pair) > 0 and abs(pair[0] - pair[1]) <= max(2, 0.1 * sum(pair)), report["balance"]
     for record in _records(tmp_path / "synth").values():
         assert not record["verified"] and all(parse_triplet(c) is None for c in record["source_captions"])
     with pytest.raises(ValueError, match="scene caption kinds must be some of attributes"):

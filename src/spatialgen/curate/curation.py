@@ -6,7 +6,9 @@ be large enough, overlap little, stand clearly apart along the relation's axis, 
 must hold: VISOR's rule on box centres for left / right / above / below, the project's depth rule
 for in front of / behind (the spirit of CoMPaSS's SCOP filters). An image with no caption left is
 given synthesised ones: the vocabulary's objects found exactly once, paired along their clearest
-axis ("a dog to the left of a bench"). Every rejection is counted by its reason; nothing stops a job.
+axis ("a dog to the left of a bench") and, with depth, by their depth order ("a dog in front of a
+bench"), phrased so that each relation and its inverse stay balanced. Every rejection is counted by
+its reason; nothing stops a job.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..relations import RELATIONS_2D, RELATIONS_3D
+from ..relations import INVERSE_RELATION, RELATIONS_2D, RELATIONS_3D
 from ..tore import RELATION_PHRASE
 from ..triplets import parse_triplet
 
@@ -197,7 +199,16 @@ class Curator:
         return judge_pair(det_a, det_b, triplet.relation, size, disparity, self.rules)
 
     def _synthesise(self, detections: Sequence[Any], size, disparity, counts: Counter) -> list[str]:
-        """Captions for the clearest pairs of uniquely found vocabulary objects, in a fixed order."""
+        """Captions for pairs of uniquely found vocabulary objects, in a fixed order.
+
+        Per pair: its relation along the clearer image axis and, with a depth map, its depth order
+        (in front of / behind), each kept only if it passes the same checks as a given caption.
+        Each is phrased the way round ("A left of B" or "B right of A") that the counts so far hold
+        less of, so the curated set stays balanced between a relation and its inverse: which
+        object comes first in a pair (alphabetical) must not decide what the LoRA learns.
+        """
+        from ..eval.scorers.relations3d import detection_depth_order
+
         labels = sorted({d.label for d in detections})
         unique = {}
         for label in labels:
@@ -205,13 +216,21 @@ class Curator:
             if det is not None:
                 unique[label] = det
         out = []
-        for a, b in itertools.combinations(sorted(unique), 2):  # one caption per pair, not also its inverse
-            if len(out) >= self.rules.max_synthesised:
-                break
+        for a, b in itertools.combinations(sorted(unique), 2):  # one caption per pair and kind, not its inverse too
             (ax, ay), (bx, by) = _centre(unique[a].box, size), _centre(unique[b].box, size)
             dx, dy = ax - bx, ay - by
-            relation = ("left of" if dx < 0 else "right of") if abs(dx) >= abs(dy) else ("above" if dy < 0 else "below")
-            if judge_pair(unique[a], unique[b], relation, size, disparity, self.rules) is None:
-                out.append(f"{with_article(a)} {RELATION_PHRASE[relation]} {with_article(b)}")
-                counts[f"relation:{relation}"] += 1
+            along_x = abs(dx) >= abs(dy)
+            relations = [("left of" if dx < 0 else "right of") if along_x else ("above" if dy < 0 else "below")]
+            if disparity is not None:
+                relations += [r for r in [detection_depth_order(unique[a], unique[b], disparity).relation] if r]
+            for relation in relations:
+                if len(out) >= self.rules.max_synthesised:
+                    return out
+                if judge_pair(unique[a], unique[b], relation, size, disparity, self.rules) is not None:
+                    continue
+                first, second, phrased = a, b, relation
+                if counts[f"relation:{INVERSE_RELATION[relation]}"] < counts[f"relation:{relation}"]:
+                    first, second, phrased = b, a, INVERSE_RELATION[relation]
+                out.append(f"{with_article(first)} {RELATION_PHRASE[phrased]} {with_article(second)}")
+                counts[f"relation:{phrased}"] += 1
         return out
