@@ -103,9 +103,10 @@ def ship_ildm(run: Path) -> None:
 
 def ship_ilora(adapters: list[Path]) -> None:
     """Copy I-LoRA adapters into weights/embedded-ilora/<intrinsic>/, after checking they fit the shipped base."""
-    from spatialgen.fileio import replace_dir
+    from spatialgen.fileio import atomic_write_json, replace_dir
     from spatialgen.ilora import IntrinsicLoRAModel, read_card
     from spatialgen.ilora.extract import embedded_adapters_path
+    from spatialgen.ilora.training import HELD_OUT_NOTE
 
     for folder in adapters:
         card = read_card(folder)
@@ -114,6 +115,8 @@ def ship_ilora(adapters: list[Path]) -> None:
         with replace_dir(embedded_adapters_path() / card["intrinsic"]) as tmp:
             for item in folder.iterdir():
                 shutil.copy(item, tmp / item.name)
+            card["held_out"].setdefault("note", HELD_OUT_NOTE)  # cards written before the note existed
+            atomic_write_json(tmp / "ilora.json", card)
         size = sum(f.stat().st_size for f in folder.iterdir())
         print(f"I-LoRA {card['intrinsic']} ({card['variant']}, rank {card['rank']}): {size / 1e3:.0f} kB shipped")
 

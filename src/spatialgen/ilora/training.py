@@ -39,6 +39,10 @@ from .model import SINGLE_STEP_TIMESTEP, IntrinsicLoRAModel
 from .scoring import score_maps
 from .targets import check_intrinsic, estimated_maps, map_to_image, scene_maps
 
+#: What the card says of its scores' data (the standard every shipped model's card meets).
+HELD_OUT_NOTE = (
+    f"renders of the held-out scene seed {HELD_OUT_SEED}, with exact maps; no training set draws scenes from it"
+)
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "out")
 #: Rank of the decoder adapter the UNet variants train unless told otherwise (see ``ilora.adapters``).
 DEFAULT_DECODER_RANK = 2
@@ -252,7 +256,7 @@ def train_ilora(cfg: ILoRATrainConfig, resume: str | None = None, cpu: bool = Fa
     card = model.card(
         cfg.intrinsic,
         training=asdict(cfg),
-        held_out={"scenes": cfg.held_out, "seed": HELD_OUT_SEED, **scores},
+        held_out={"scenes": cfg.held_out, "seed": HELD_OUT_SEED, "note": HELD_OUT_NOTE, **scores},
         training_seconds=round(seconds, 1),
     )
     save_adapter_folder(model, cfg.intrinsic, folder, card)
