@@ -20,9 +20,10 @@ A UNet adapter may carry a **decoder adapter** of its intrinsic (``decoder_rank`
 the VAE decoder trained only to decode the intrinsic's own latents (the round trip map -> encoder
 -> decoder -> map), so that a VAE which never saw such maps can draw them. The paper needed none:
 Stable Diffusion's VAE reconstructs normal maps. The embedded model's VAE, trained on scene
-renders only, does not: its round trip of exact normal maps is 43 degrees off, and no latent at
-all brings its frozen decoder under 34 degrees, while a rank-4 decoder adapter brings the round
-trip to 3 degrees (``benchmarks/ilora.py vae``). The reading of intrinsics from the image stays
+renders only, does not: its round trip of exact normal maps is 44 degrees off. The decoder can
+draw such maps (latents optimised per image decode to within 3 degrees), but the encoder does not
+give those latents, and the UNet adapter learns to predict the encoder's; a rank-2 decoder adapter
+brings the round trip to 3.5 degrees (``benchmarks/ilora.py vae``). The reading of intrinsics from the image stays
 the UNet adapter's alone: the decoder adapter never sees an image.
 
 Decoder LoRA sits on the decoder's convolutions as well as its attention: an AutoencoderKL decoder
