@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
         "intrinsics",
         "training_harness",
         "shard_jobs",
+        "tar_records",
     },
     {"triplets", "intrinsic_files", "intrinsic_shards", "output_layouts", "scenes", "tore"},
     {"models", "eval"},
