@@ -134,6 +134,7 @@ def rows_for(experiment: str, base: ILoRATrainConfig, args) -> list[tuple[str, I
             ("depth/pretrained", row("depth-single_step", intrinsic="depth"), {}),
             ("depth/random init", row("depth-random", intrinsic="depth", random_init=True), {}),
         ]
+
     def ablation(name: str, **changes) -> ILoRATrainConfig:
         # the setting the main table already trained is its single-step normals row, not a new one
         same = all(getattr(base, key) == value for key, value in changes.items())
@@ -205,6 +206,7 @@ def cost(args, steps: int = 20, warmup: int = 5, images: int = 64) -> dict[str, 
 
     from spatialgen.ilora.targets import map_to_image
     from spatialgen.ilora.training import encode_pairs, load_labelled
+    from spatialgen.training_harness import adapter_step
 
     rows: dict[str, dict] = {}
     data = load_labelled(args.data, "normal", 256)
@@ -231,10 +233,7 @@ def cost(args, steps: int = 20, warmup: int = 5, images: int = 64) -> dict[str, 
             target = None if mean is None else mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=generator)
             start = time.perf_counter()
             loss = model.loss("normal", inputs[idx], target, map_to_image("normal", data.maps[idx]), generator)
-            accelerator.backward(loss)
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            adapter_step(accelerator, loss, params, optimizer)  # the trainer's own step
             if step >= warmup:
                 times.append(time.perf_counter() - start)
         model.module.eval()

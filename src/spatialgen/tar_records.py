@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -38,7 +39,7 @@ def index_tar(path: Path) -> list[Entry]:
     return [(path, fields) for fields in samples.values()]
 
 
-class TarRecords(Generic[Sample]):
+class TarRecords(ABC, Generic[Sample]):
     """Random access to the samples of a list of shards; subclasses say how a sample's files decode.
 
     Open file handles are per process (a forked DataLoader worker opens its own: shared offsets
@@ -50,8 +51,9 @@ class TarRecords(Generic[Sample]):
         self._handles: dict[Path, Any] = {}
         self._pid = os.getpid()
 
+    @abstractmethod
     def decode(self, files: dict[str, bytes]) -> Sample:
-        raise NotImplementedError
+        """One sample from its fields' bytes (``{field: bytes}``): what the format stores per sample."""
 
     def __len__(self) -> int:
         return len(self._index)

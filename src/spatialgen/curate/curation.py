@@ -221,8 +221,9 @@ class Curator:
             dx, dy = ax - bx, ay - by
             along_x = abs(dx) >= abs(dy)
             relations = [("left of" if dx < 0 else "right of") if along_x else ("above" if dy < 0 else "below")]
-            if disparity is not None:
-                relations += [r for r in [detection_depth_order(unique[a], unique[b], disparity).relation] if r]
+            order = detection_depth_order(unique[a], unique[b], disparity).relation if disparity is not None else None
+            if order is not None:  # decided: in front of / behind
+                relations.append(order)
             for relation in relations:
                 if len(out) >= self.rules.max_synthesised:
                     return out

@@ -23,8 +23,8 @@ Stable Diffusion's VAE reconstructs normal maps. The embedded model's VAE, train
 renders only, does not: its round trip of exact normal maps is 44 degrees off. The decoder can
 draw such maps (latents optimised per image decode to within 3 degrees), but the encoder does not
 give those latents, and the UNet adapter learns to predict the encoder's; a rank-2 decoder adapter
-brings the round trip to 3.5 degrees (``benchmarks/ilora.py vae``). The reading of intrinsics from the image stays
-the UNet adapter's alone: the decoder adapter never sees an image.
+brings the round trip to 3.5 degrees (``benchmarks/ilora.py vae``). The reading of intrinsics from
+the image stays the UNet adapter's alone: the decoder adapter never sees an image.
 
 Decoder LoRA sits on the decoder's convolutions as well as its attention: an AutoencoderKL decoder
 has a single attention layer, at its coarsest resolution, which cannot change the colours it draws.
