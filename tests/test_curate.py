@@ -14,6 +14,7 @@ from PIL import Image
 
 from spatialgen.curate import CurationSettings, curate, list_shards, read_shard
 from spatialgen.scenes import DatasetParams, make_dataset, make_sample, scene_seed
+from spatialgen.scenes.held_out import is_held_out_caption
 from spatialgen.scenes.shards import SceneShards
 from spatialgen.triplets import parse_triplet
 
@@ -157,10 +158,17 @@ def test_parquet_and_folder_sources_are_read(tmp_path: Path) -> None:
 def test_a_spatial_lora_trains_on_curated_output(curated: tuple[Path, dict]) -> None:
     from spatialgen.esplora.training import load_pairs
 
-    pairs = load_pairs([str(curated[0])], 64, None, True)
     records = _records(curated[0])
-    assert len(pairs) == len(records) and pairs.images.shape[1:] == (3, 64, 64)
-    assert sorted(map(tuple, pairs.captions)) == sorted(tuple(r["captions"]) for r in records.values())
+    everything = load_pairs([str(curated[0])], 64, None, False)
+    assert len(everything) == len(records) and everything.images.shape[1:] == (3, 64, 64)
+    assert sorted(map(tuple, everything.captions)) == sorted(tuple(r["captions"]) for r in records.values())
+    # curation states held-out triplets as often as the world does; training never reads them
+    held_out = [c for r in records.values() for c in r["captions"] if is_held_out_caption(c)]
+    assert held_out, "the fixture should curate some held-out triplet"
+    pairs = load_pairs([str(curated[0])], 64, None, True)
+    kept = [tuple(c for c in r["captions"] if not is_held_out_caption(c)) for r in records.values()]
+    assert sorted(map(tuple, pairs.captions)) == sorted(k for k in kept if k)
+    assert pairs.skipped == sum(not k for k in kept) and len(pairs) + pairs.skipped == len(records)
 
 
 def test_a_scene_source_without_spatial_captions_makes_curation_synthesise_them(scenes: Path, tmp_path: Path) -> None:

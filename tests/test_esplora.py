@@ -73,14 +73,22 @@ def test_training_data_keep_only_true_spatial_captions_and_no_held_out_triplet(w
     pairs = from_scenes(world / "data")
     assert len(pairs) + pairs.skipped == 24 and len(pairs) > 0
     assert all(parse_triplet(c) is not None and not is_held_out_caption(c) for cs in pairs.captions for c in cs)
+    held_out = next(
+        c for cs in from_scenes(world / "data", exclude_held_out=False).captions for c in cs if is_held_out_caption(c)
+    )
     rng = np.random.default_rng(0)
-    for name, text in (("a", "a dog to the left of a cat\na photo"), ("b", "a photo of a dog"), ("c", None)):
+    for name, text in (
+        ("a", f"a dog to the left of a cat\na photo\n{held_out}"),
+        ("b", "a photo of a dog"),
+        ("c", None),
+    ):
         Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
         if text is not None:
             (tmp_path / f"{name}.txt").write_text(text)
     folder = from_folder(tmp_path, 32)
     assert folder.captions == [["a dog to the left of a cat"]] and folder.skipped == 2
     assert folder.images.shape == (1, 3, 32, 32)
+    assert from_folder(tmp_path, 32, exclude_held_out=False).captions == [["a dog to the left of a cat", held_out]]
 
 
 def _cfg(root: Path, out: str, steps: int, **changes) -> ESPLoRAConfig:

@@ -1,7 +1,9 @@
 """Image-caption pairs a spatial LoRA trains on: scene-world scenes, ``spatialgen curate`` output, or a folder.
 
-Only captions that state a relation are kept (a spatial LoRA learns relations), and scene-world
-captions of held-out triplets never are, so the evaluation stays clean. Images are held as uint8
+Only captions that state a relation are kept (a spatial LoRA learns relations), and captions of
+the scene world's held-out triplets never are, whichever source they come from: curation
+synthesises scene-world captions from what it sees, so a curated or hand-captioned folder of
+scene renders states held-out triplets as often as a scene dataset does. Images are held as uint8
 in memory (``N x 3 x H x W``), every image with its list of true captions.
 """
 
@@ -33,6 +35,13 @@ class CaptionedImages:
         return len(self.captions)
 
 
+def trainable(caption: str, exclude_held_out: bool = True) -> bool:
+    """Whether a caption may be trained on: it states a relation, and not one of a held-out triplet."""
+    if parse_triplet(caption) is None:
+        return False
+    return not (exclude_held_out and is_held_out_caption(caption))
+
+
 def from_scenes(
     root: str | os.PathLike[str], limit: int | None = None, exclude_held_out: bool = True
 ) -> CaptionedImages:
@@ -59,7 +68,9 @@ def from_scenes(
     return _finish(images, captions, skipped, root)
 
 
-def from_folder(root: str | os.PathLike[str], resolution: int, limit: int | None = None) -> CaptionedImages:
+def from_folder(
+    root: str | os.PathLike[str], resolution: int, limit: int | None = None, exclude_held_out: bool = True
+) -> CaptionedImages:
     """``NAME.png`` (or .jpg, .webp) with ``NAME.txt`` (one caption a line): the lines that state a relation.
 
     Images are centre-cropped to a square and resized to ``resolution``.
@@ -71,7 +82,7 @@ def from_folder(root: str | os.PathLike[str], resolution: int, limit: int | None
             break
         text = path.with_suffix(".txt")
         lines = text.read_text(encoding="utf-8").splitlines() if text.is_file() else []
-        kept = [line.strip() for line in lines if line.strip() and parse_triplet(line.strip()) is not None]
+        kept = [line.strip() for line in lines if line.strip() and trainable(line.strip(), exclude_held_out)]
         try:
             with Image.open(path) as im:
                 image = square(im.convert("RGB"), resolution)
@@ -85,13 +96,15 @@ def from_folder(root: str | os.PathLike[str], resolution: int, limit: int | None
     return _finish(images, captions, skipped, root)
 
 
-def from_curated(root: str | os.PathLike[str], resolution: int, limit: int | None = None) -> CaptionedImages:
+def from_curated(
+    root: str | os.PathLike[str], resolution: int, limit: int | None = None, exclude_held_out: bool = True
+) -> CaptionedImages:
     """The output of ``spatialgen curate``: each kept image with its verified and synthesised captions."""
     import io
     import json
     import tarfile
 
-    images, captions = [], []
+    images, captions, skipped = [], [], 0
     for shard in sorted((Path(root) / "shards").glob("*.tar")):
         with tarfile.open(shard) as tar:
             files = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
@@ -99,11 +112,15 @@ def from_curated(root: str | os.PathLike[str], resolution: int, limit: int | Non
             if limit is not None and len(captions) >= limit:
                 break
             record = json.loads(files[name])
+            kept = [c for c in record["captions"] if trainable(c, exclude_held_out)]
+            if not kept:
+                skipped += 1
+                continue
             with Image.open(io.BytesIO(files[name[:-5] + ".png"])) as im:
                 image = square(im.convert("RGB"), resolution)
             images.append(torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(image), -1, 0))))
-            captions.append(list(record["captions"]))
-    return _finish(images, captions, 0, root)
+            captions.append(kept)
+    return _finish(images, captions, skipped, root)
 
 
 def square(image: Image.Image, resolution: int) -> Image.Image:

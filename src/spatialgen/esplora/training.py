@@ -87,9 +87,9 @@ def load_pairs(folders: list[str], resolution: int, limit: int | None, exclude_h
         if (Path(folder) / "manifest.json").is_file():
             parts.append(from_scenes(folder, limit, exclude_held_out))
         elif (Path(folder) / "report.json").is_file() and (Path(folder) / "shards").is_dir():
-            parts.append(from_curated(folder, resolution, limit))
+            parts.append(from_curated(folder, resolution, limit, exclude_held_out))
         else:
-            parts.append(from_folder(folder, resolution, limit))
+            parts.append(from_folder(folder, resolution, limit, exclude_held_out))
     sizes = {tuple(p.images.shape[-2:]) for p in parts}
     if sizes != {(resolution, resolution)}:
         raise ValueError(f"the data are {sorted(sizes)} px but the base model draws {resolution} px")
