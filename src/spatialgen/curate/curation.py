@@ -160,26 +160,33 @@ class Curator:
         depth: dict[int, np.ndarray] = {}
         if self.depth is not None and wants_depth:
             depth = dict(zip(wants_depth, self.depth.disparity([images[k] for k in wants_depth]), strict=True))
+        checks = [  # each caption's verdict: None when it holds, else the reason it is rejected
+            [self._check(caption, triplet, found.get(k, []), image.size, depth.get(k)) for caption, triplet in rows]
+            for k, (image, rows) in enumerate(zip(images, parsed, strict=True))
+        ]
+        bare = [k for k, reasons in enumerate(checks) if None not in reasons]  # nothing verified: synthesise
+        scenes: dict[int, list[Any]] = {}
+        if bare and self.rules.synthesise and self.vocabulary:  # one batched detection, not one per image
+            scenes = dict(
+                zip(bare, self.detector.detect([images[k] for k in bare], [self.vocabulary] * len(bare)), strict=True)
+            )
         out = []
         for k, (image, rows) in enumerate(zip(images, parsed, strict=True)):
-            size = image.size
             detections = list(found.get(k, []))
             verified = []
-            for caption, triplet in rows:
-                reason = self._check(caption, triplet, detections, size, depth.get(k))
+            for (caption, triplet), reason in zip(rows, checks[k], strict=True):
                 if reason is None:
                     verified.append(caption)
                     counts[f"relation:{triplet.relation}"] += 1
                 else:
                     counts[reason] += 1
             synthesised: list[str] = []
-            if not verified and self.rules.synthesise and self.vocabulary:
-                scene = self.detector.detect([image], [self.vocabulary])[0]
-                synthesised = self._synthesise(scene, size, depth.get(k), counts)
-                detections += scene
+            if k in scenes:  # in image order, so the balance of phrasings evolves as it did image by image
+                synthesised = self._synthesise(scenes[k], image.size, depth.get(k), counts)
+                detections += scenes[k]
             counts["verified_captions"] += len(verified)
             counts["synthesised_captions"] += len(synthesised)
-            out.append(CuratedItem("", verified, synthesised, [d.to_dict() for d in detections], size))
+            out.append(CuratedItem("", verified, synthesised, [d.to_dict() for d in detections], image.size))
         return out
 
     def _check(self, caption: str, triplet: Any, detections: Sequence[Any], size, disparity) -> str | None:

