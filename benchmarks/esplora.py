@@ -5,22 +5,29 @@
 
 ``train`` curates a scene dataset of the model's own distribution read with its attribute and count
 captions only (``--scene-captions``: a source with no spatial captions, so curation synthesises every
-spatial caption from the recogniser's detections and depth) and trains one ESPLoRA per size of the
-curated set (the data curve), each scored like ``compare``'s ESPLoRA row.
+spatial caption from the recogniser's detections and depth), shard by shard until it holds the
+largest ``--pairs`` (a pair is one image with one of its trainable captions: held-out triplets never
+are), and trains one ESPLoRA per size (the data curve) on the fewest curated images that hold that
+many pairs, each scored like ``compare``'s ESPLoRA row.
 ``compare`` samples held-out scene-world triplets (2D and 3D, 4 seeds each; no training caption
 holds them) with every configuration and scores them with every spatial benchmark (VISOR, T2I-
 CompBench 2D / 3D, GenEval position, the project's 3D rule; objects by the scene recogniser, depth
 by the scene estimator), CMMD / Frechet distance to held-out renders, and seconds per image. TORE
 reads each configuration's bias table, measured on other held-out prompts (``spatialgen bias`` with
-another seed), never on the evaluation prompts. Results go to ``--out/<command>.json``.
+another seed), never on the evaluation prompts. Results go to ``--out/<command>.json``, row by row:
+a killed run, started again with the same arguments, resumes at the row it was on.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import tarfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 from spatialgen.bias import bias_prompts, bias_table, judge
 from spatialgen.esplora import ESPLoRAConfig, apply_spatial_lora, train_esplora
@@ -32,6 +39,7 @@ from spatialgen.eval.prompts.scene_prompts import EVAL_SEED
 from spatialgen.eval.runs.image_sets import collect_images
 from spatialgen.eval.runs.run_folder import RunFolder
 from spatialgen.eval.runs.spatial_eval import parse_images, run_spatial, spatial_tables
+from spatialgen.fileio import atomic_write_json
 from spatialgen.generate import GenerationSettings, generate_images, save_generated
 from spatialgen.generators import load_generator
 from spatialgen.logs import quiet_libraries
@@ -43,6 +51,7 @@ from spatialgen.tore import tore_rewrite
 
 CONFIGS = (("base", "sd", False), ("esplora", "sd", True), ("infsplign", "infsplign", False))
 CONFIGS += (("esplora+infsplign", "infsplign", True),)
+CHUNK = 256  # scenes per curated shard
 
 
 def generator_for(method: str, lora: str | None, model: str):
@@ -98,33 +107,69 @@ def compare(args) -> dict:
     work = Path(args.out) / "compare"
     prompts = [r.prompt for r in scene_prompt_set("2d", args.prompts_2d)]
     prompts += [r.prompt for r in scene_prompt_set("3d", args.prompts_3d)]
-    rows = {}
+    rows = ResultRows(Path(args.out) / "compare.json", args)
     for name, method, with_lora in CONFIGS:
+        if f"{name} + TORE" in rows:
+            continue
         generator = generator_for(method, args.lora if with_lora else None, args.model)
-        rows[name] = score_configuration(generator, prompts, args, work, name, None)
+        if name not in rows:
+            rows[name] = score_configuration(generator, prompts, args, work, name, None)
         bias = measured_bias(generator, args.bias_prompts, args.seeds, args.steps)
         rows[f"{name} + TORE"] = {
             **score_configuration(generator, prompts, args, work, f"{name}-tore", bias),
             "bias": bias,
         }
-        print(json.dumps({k: v["tables"] for k, v in rows.items()}, indent=1), flush=True)
-    return rows
+        print(json.dumps({k: rows.rows[k]["tables"] for k in (name, f"{name} + TORE")}, indent=1), flush=True)
+    return rows.rows
+
+
+def curated_pairs(folder: Path) -> list[int]:
+    """Trainable captions (pairs) of each curated image that has any, in the order training reads them."""
+    from spatialgen.esplora.data import trainable
+
+    counts = []
+    for shard in sorted((folder / "shards").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            records = {m.name: tar.extractfile(m).read() for m in tar if m.name.endswith(".json")}
+        for name in sorted(records):
+            n = sum(trainable(c) for c in json.loads(records[name])["captions"])
+            if n:
+                counts.append(n)
+    return counts
+
+
+def curate_enough(args, folder: Path, pairs: int) -> dict:
+    """Curate the source's first shards until they hold ``pairs`` trainable pairs (each call resumes the last)."""
+    from spatialgen.curate import CurationSettings, curate
+
+    kinds = tuple(k for k in args.scene_captions.split(",") if k) if args.scene_captions else None
+    shards = math.ceil(pairs / CHUNK)
+    while True:
+        report = curate(args.data, folder, CurationSettings(), scene_captions=kinds, chunk=CHUNK, max_shards=shards)
+        have = sum(curated_pairs(folder))
+        if have >= pairs:
+            return report
+        if report["shards"] < shards:
+            raise SystemExit(f"{args.data} curates to {have} pairs, fewer than the {pairs} asked for")
+        shards = report["shards"] + math.ceil(1.1 * (pairs - have) * report["shards"] / max(have, 1))
 
 
 def train(args) -> dict:
-    from spatialgen.curate import CurationSettings, curate
-
     curated = Path(args.out) / "curated"
-    kinds = tuple(k for k in args.scene_captions.split(",") if k) if args.scene_captions else None
-    report = curate(args.data, curated, CurationSettings(), scene_captions=kinds)
-    rows = {"curation": report}
+    report = curate_enough(args, curated, max(args.pairs))
+    counts = np.cumsum(curated_pairs(curated))
+    rows = ResultRows(Path(args.out) / "train.json", args)
+    rows["curation"] = report
     for pairs in args.pairs:
+        if f"pairs-{pairs}" in rows:
+            continue
+        images = int(np.searchsorted(counts, pairs) + 1)  # the fewest curated images that hold this many pairs
         cfg = ESPLoRAConfig(
             data=[str(curated)],
             out=str(Path(args.out) / f"pairs-{pairs}"),
             base=args.model,
             steps=args.train_steps,
-            max_items=pairs,
+            max_items=images,
             lr=args.lr,
             rank=args.rank,
         )
@@ -133,9 +178,36 @@ def train(args) -> dict:
             resume = "latest" if (Path(cfg.out) / "checkpoints").is_dir() else None
             train_esplora(cfg, resume=resume)
         prompts = [r.prompt for r in scene_prompt_set("2d", args.prompts_2d)]
+        prompts += [r.prompt for r in scene_prompt_set("3d", args.prompts_3d)]
         generator = generator_for("sd", str(folder), args.model)
-        rows[f"pairs-{pairs}"] = score_configuration(generator, prompts, args, Path(args.out), f"pairs-{pairs}", None)
-    return rows
+        row = score_configuration(generator, prompts, args, Path(args.out), f"pairs-{pairs}", None)
+        rows[f"pairs-{pairs}"] = {**row, "pairs": int(counts[images - 1]), "training_images": images}
+        print(json.dumps({f"pairs-{pairs}": row["tables"]}, indent=1), flush=True)
+    return rows.rows
+
+
+class ResultRows:
+    """A benchmark's rows, saved after each one (atomically), so a killed run resumes at the next row.
+
+    A file written with other arguments is another experiment: refused rather than mixed in.
+    """
+
+    def __init__(self, path: Path, args) -> None:
+        self.path = path
+        self.args = {k: v for k, v in vars(args).items() if k != "command"}
+        self.rows: dict = {}
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            if saved["args"] != self.args:
+                raise SystemExit(f"{path} holds results for other arguments; choose another --out or remove it")
+            self.rows = saved["rows"]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.rows
+
+    def __setitem__(self, name: str, row: dict) -> None:
+        self.rows[name] = row
+        atomic_write_json(self.path, {"args": self.args, "rows": self.rows})
 
 
 def main() -> None:
@@ -162,9 +234,8 @@ def main() -> None:
     quiet_libraries()
     if args.command == "compare" and args.lora is None:
         parser.error("compare needs --lora (a `train esplora` folder, e.g. from `benchmarks/esplora.py train`)")
-    rows = compare(args) if args.command == "compare" else train(args)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / f"{args.command}.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    compare(args) if args.command == "compare" else train(args)
 
 
 if __name__ == "__main__":

@@ -112,7 +112,11 @@ def test_webdataset_bad_input_is_skipped_counted_and_listed(tmp_path: Path) -> N
 
 def test_a_killed_job_resumes_without_redoing_or_changing_finished_shards(scenes: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    curate(scenes, out, chunk=CHUNK)
+    sample = curate(scenes, out, chunk=CHUNK, max_shards=1)  # a sample first; the full job continues it
+    assert sample["shards"] == 1 and sample["counts"]["items"] == CHUNK
+    assert curate(scenes, out, chunk=CHUNK)["counts"]["items"] == N_SCENES
+    with pytest.raises(ValueError, match="max_shards must be positive"):
+        curate(scenes, out, chunk=CHUNK, max_shards=0)
     first, second = sorted((out / "shards").glob("*.tar"))
     before = first.read_bytes(), first.stat().st_mtime_ns, second.read_bytes()
     second.unlink()

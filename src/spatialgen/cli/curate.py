@@ -28,6 +28,9 @@ def curate_command(
         "--scene-captions",
         help="Scene datasets: caption kinds to read, e.g. attributes,count (no spatial ones: all are synthesised).",
     ),
+    max_shards: int | None = typer.Option(
+        None, "--max-shards", help="Only the first N input shards (a sample; rerun with more to continue)."
+    ),
     min_score: float = typer.Option(0.3, "--min-score", help="Detection score an object needs."),
     min_area: float = typer.Option(0.005, "--min-area", help="Smallest object box, as a share of the image."),
     max_iou: float = typer.Option(0.3, "--max-iou", help="Largest overlap (IoU) of the two objects' boxes."),
@@ -50,9 +53,18 @@ def curate_command(
     }
     settings = CurationSettings(detector=detector, depth=depth, vocabulary=vocabulary, rules=rules, device=device)
     kinds = tuple(k.strip() for k in scene_captions.split(",") if k.strip()) if scene_captions else None
-    with tqdm(total=len(list_shards(source, chunk, kinds)), desc="curating", unit="shard") as bar:
+    with tqdm(total=len(list_shards(source, chunk, kinds)[:max_shards]), desc="curating", unit="shard") as bar:
         report = curate(
-            source, out, settings, engine, ray_address, workers, progress=bar.update, chunk=chunk, scene_captions=kinds
+            source,
+            out,
+            settings,
+            engine,
+            ray_address,
+            workers,
+            progress=bar.update,
+            chunk=chunk,
+            scene_captions=kinds,
+            max_shards=max_shards,
         )
     counts = report["counts"]
     console.print(

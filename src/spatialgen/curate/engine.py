@@ -157,11 +157,14 @@ def curate(
     progress: Callable[[int], None] | None = None,
     chunk: int = CHUNK,
     scene_captions: tuple[str, ...] | None = None,
+    max_shards: int | None = None,
 ) -> dict[str, Any]:
     """Curate every input shard of ``source`` not yet done into ``out``; returns the merged report.
 
     ``chunk`` is the number of images (or scenes) per input shard of a folder source;
-    ``scene_captions`` the caption kinds read from a scene dataset (None: all).
+    ``scene_captions`` the caption kinds read from a scene dataset (None: all); ``max_shards`` the
+    first input shards only (a sample of a big source: a later call with more, or None, continues
+    the same job, since the limit is not one of the recorded settings).
     """
     from ..fileio import ensure_writable_dir
     from ..shard_jobs import check_engine, run_shards
@@ -169,7 +172,9 @@ def curate(
     settings = settings or CurationSettings()
     CurationRules(**settings.rules).validate()
     check_engine(engine)
-    shards = list_shards(source, chunk, scene_captions)
+    if max_shards is not None and max_shards <= 0:
+        raise ValueError(f"max_shards must be positive (or None for all), got {max_shards}")
+    shards = list_shards(source, chunk, scene_captions)[:max_shards]
     folder = ensure_writable_dir(out)
     settings_path = folder / "settings.json"
     recorded = {"source": str(Path(source).resolve()), "chunk": chunk, **asdict(settings)}
