@@ -189,12 +189,13 @@ def train(args) -> dict:
 class ResultRows:
     """A benchmark's rows, saved after each one (atomically), so a killed run resumes at the next row.
 
-    A file written with other arguments is another experiment: refused rather than mixed in.
+    A file written with other arguments is another experiment: refused rather than mixed in. Only
+    ``--pairs`` may change between runs: it chooses which rows to make, not how a row is made.
     """
 
     def __init__(self, path: Path, args) -> None:
         self.path = path
-        self.args = {k: v for k, v in vars(args).items() if k != "command"}
+        self.args = {k: v for k, v in vars(args).items() if k not in ("command", "pairs")}
         self.rows: dict = {}
         if path.is_file():
             saved = json.loads(path.read_text())
