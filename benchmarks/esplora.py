@@ -2,6 +2,7 @@
 
     python benchmarks/esplora.py train [--data data/scenes-v2] [--pairs 1000 5000 20000] [--steps-train 2000]
     python benchmarks/esplora.py compare --lora runs/esplora-bench/pairs-20000/lora [--prompts-2d 64 --prompts-3d 32]
+    python benchmarks/esplora.py table    # the README's tables, with 95% intervals and paired differences
 
 ``train`` curates a scene dataset of the model's own distribution read with its attribute and count
 captions only (``--scene-captions``: a source with no spatial captions, so curation synthesises every
@@ -34,6 +35,7 @@ from spatialgen.esplora import ESPLoRAConfig, apply_spatial_lora, train_esplora
 from spatialgen.eval.detection.depth import SceneDepth
 from spatialgen.eval.detection.detectors import SceneDetector
 from spatialgen.eval.metrics.quality import scene_quality
+from spatialgen.eval.metrics.statistics import bootstrap_interval, paired_difference_interval
 from spatialgen.eval.prompts.prompt_sets import scene_prompt_set
 from spatialgen.eval.prompts.scene_prompts import EVAL_SEED
 from spatialgen.eval.runs.image_sets import collect_images
@@ -88,7 +90,8 @@ def score_configuration(generator, prompts: list[str], args, work: Path, name: s
     parsed, _ = parse_images(collect_images(folder / "images"), folder / "images")
     run = RunFolder(folder / "eval", {"kind": "spatial", "configuration": name})
     run_spatial(parsed, SceneDetector(), run, SceneDepth(), progress=False)
-    tables = spatial_tables([run.records[p.key] for p in parsed])
+    records = [run.records[p.key] for p in parsed]
+    tables = spatial_tables(records)
     config = model_scene_config(model_card(generator.pipe))
     size = generator.pipe.unet.config.sample_size * generator.pipe.vae_scale_factor
     renders = [make_sample(scene_seed(HELD_OUT_SEED, i), size, config).rgb for i in range(len(results))]
@@ -100,7 +103,28 @@ def score_configuration(generator, prompts: list[str], args, work: Path, name: s
         "seconds_per_image": seconds,
         "images": len(results),
         "rewritten": sum(a != b for a, b in zip(prompts, sampled, strict=True)),
+        "per_prompt": per_prompt_rates(records),
     }
+
+
+def per_prompt_rates(records: list[dict]) -> dict[str, list[float]]:
+    """Each prompt's VISOR_uncond (2D) and 3D accuracy_uncond, in percent, in prompt order.
+
+    The unit of the bootstrap is the prompt (its seeds together); prompt ids follow the prompt list
+    (files are named by prompt index), so the same index is the same prompt in every configuration.
+    """
+    hits: dict[str, dict[int, list[bool]]] = {"visor_uncond": {}, "rel3d_uncond": {}}
+    for r in records:
+        if "visor" in r:
+            v = r["visor"]
+            hits["visor_uncond"].setdefault(r["prompt_id"], []).append(
+                v["passed"] and v["a_present"] and v["b_present"]
+            )
+        if "rel3d" in r:
+            v = r["rel3d"]
+            correct = v["a_present"] and v["b_present"] and v["found"] == r["relation"]
+            hits["rel3d_uncond"].setdefault(r["prompt_id"], []).append(correct)
+    return {name: [100.0 * float(np.mean(h[k])) for k in sorted(h)] for name, h in hits.items()}
 
 
 def compare(args) -> dict:
@@ -211,9 +235,78 @@ class ResultRows:
         atomic_write_json(self.path, {"args": self.args, "rows": self.rows})
 
 
+def interval(values: list[float]) -> str:
+    low, high = bootstrap_interval(values)
+    return f"{np.mean(values):.1f} ({low:.1f}-{high:.1f})"
+
+
+def difference(a: list[float], b: list[float]) -> str:
+    """b - a over the same prompts, with its paired bootstrap interval; a direction only when it excludes 0."""
+    mean, low, high = paired_difference_interval(a, b)
+    verdict = "higher" if low > 0 else "lower" if high < 0 else "no clear difference"
+    return f"{mean:+.1f} ({low:+.1f} to {high:+.1f}; {verdict})"
+
+
+def table(args) -> None:
+    """README tables from ``compare.json`` and ``train.json`` (whichever exist), with 95% intervals."""
+    out = Path(args.out)
+    if (out / "compare.json").is_file():
+        rows = json.loads((out / "compare.json").read_text())["rows"]
+        base = rows["base"]["per_prompt"]
+        n2, n3 = len(base["visor_uncond"]), len(base["rel3d_uncond"])
+        print(f"2D: {n2} held-out prompts x {rows['base']['images'] // (n2 + n3)} seeds; 3D: {n3} prompts\n")
+        print(
+            "| configuration | OA | VISOR_cond | VISOR_uncond (95% CI) | VISOR_1 / 2 / 3 / 4 | T2I 2D | GenEval pos. |"
+        )
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for name, row in rows.items():
+            v, t = row["tables"]["VISOR (2D, %)"], row["tables"]
+            ns = " / ".join(f"{v[f'VISOR_{k}']:.0f}" for k in range(1, 5) if f"VISOR_{k}" in v)
+            print(
+                f"| {name} | {v['OA']:.1f} | {v['VISOR_cond']:.1f} | {interval(row['per_prompt']['visor_uncond'])} "
+                f"| {ns} | {t['T2I-CompBench 2D spatial']['score']:.3f} | {t['GenEval position']['overall']:.1f} |"
+            )
+        print("\n| configuration | 3D OA | 3D acc._uncond (95% CI) | T2I 3D | CMMD | Frechet | s / image | rewritten |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for name, row in rows.items():
+            r3, t = row["tables"]["3D relations (ours, %)"], row["tables"]
+            print(
+                f"| {name} | {r3['OA']:.1f} | {interval(row['per_prompt']['rel3d_uncond'])} "
+                f"| {t['T2I-CompBench 3D spatial']['score']:.3f} | {row['cmmd']:.3f} | {row['frechet']:.2f} "
+                f"| {row['seconds_per_image']:.2f} | {row['rewritten']} |"
+            )
+        print("\nPaired differences (percentage points, same prompts and seeds):\n")
+        print("| comparison | VISOR_uncond | 3D accuracy_uncond |")
+        print("| --- | --- | --- |")
+        pairs = [(a, "base") for a in rows if a != "base"] + [
+            ("esplora", "infsplign"),
+            ("esplora+infsplign", "esplora"),
+        ]
+        pairs += [("esplora+infsplign", "infsplign")]
+        for a, b in pairs:
+            if a in rows and b in rows:
+                pa, pb = rows[b]["per_prompt"], rows[a]["per_prompt"]
+                print(
+                    f"| {a} - {b} | {difference(pa['visor_uncond'], pb['visor_uncond'])} "
+                    f"| {difference(pa['rel3d_uncond'], pb['rel3d_uncond'])} |"
+                )
+    if (out / "train.json").is_file():
+        rows = json.loads((out / "train.json").read_text())["rows"]
+        curation = rows.pop("curation")
+        print(f"\nCuration: {json.dumps(curation['counts'])}; balance {json.dumps(curation['balance'])}\n")
+        print("| curated pairs | training images | VISOR_uncond (95% CI) | 3D accuracy_uncond (95% CI) | CMMD |")
+        print("| --- | --- | --- | --- | --- |")
+        for row in sorted(rows.values(), key=lambda r: r["pairs"]):
+            pp = row["per_prompt"]
+            print(
+                f"| {row['pairs']} | {row['training_images']} | {interval(pp['visor_uncond'])} "
+                f"| {interval(pp['rel3d_uncond'])} | {row['cmmd']:.3f} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("train", "compare"))
+    parser.add_argument("command", choices=("train", "compare", "table"))
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--data", default="data/scenes-v2", help="train: the scene dataset to curate")
     parser.add_argument(
@@ -235,6 +328,8 @@ def main() -> None:
     quiet_libraries()
     if args.command == "compare" and args.lora is None:
         parser.error("compare needs --lora (a `train esplora` folder, e.g. from `benchmarks/esplora.py train`)")
+    if args.command == "table":
+        return table(args)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     compare(args) if args.command == "compare" else train(args)
 
