@@ -37,7 +37,6 @@ from spatialgen.eval.detection.detectors import SceneDetector
 from spatialgen.eval.metrics.quality import scene_quality
 from spatialgen.eval.metrics.statistics import bootstrap_interval, paired_difference_interval
 from spatialgen.eval.prompts.prompt_sets import scene_prompt_set
-from spatialgen.eval.prompts.scene_prompts import EVAL_SEED
 from spatialgen.eval.runs.image_sets import collect_images
 from spatialgen.eval.runs.run_folder import RunFolder
 from spatialgen.eval.runs.spatial_eval import parse_images, run_spatial, spatial_tables
@@ -65,7 +64,7 @@ def generator_for(method: str, lora: str | None, model: str):
 
 def measured_bias(generator, n: int, seeds: int, steps: int) -> dict:
     """The configuration's accuracy per relation on held-out prompts drawn with another seed than the evaluation's."""
-    prompts = bias_prompts(n, seed=EVAL_SEED + 1)
+    prompts = bias_prompts(n)  # drawn with BIAS_SEED, never the evaluation prompts' seed
     results = generate_images(
         generator,
         [p.prompt for p in prompts],

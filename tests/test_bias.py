@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 
 from spatialgen.bias import BiasPrompt, bias_prompts, bias_table
 from spatialgen.cli import app
+from spatialgen.eval.prompts.prompt_sets import scene_prompt_set
+from spatialgen.eval.prompts.scene_prompts import EVAL_SEED
 from spatialgen.models import build_pipeline, save_pipeline
 from spatialgen.relations import INVERSE_RELATION, RELATIONS_2D, RELATIONS_3D
 from spatialgen.scenes.held_out import is_held_out
@@ -26,6 +28,9 @@ def test_bias_prompts_ask_every_held_out_triplet_both_ways_round() -> None:
         assert (swapped.a, swapped.relation, swapped.b) == (drawn.b, INVERSE_RELATION[drawn.relation], drawn.a)
         assert drawn.a in drawn.prompt and drawn.b in drawn.prompt and swapped.a in swapped.prompt
     assert {p.relation for p in prompts} == set(RELATIONS_2D + RELATIONS_3D)
+    evaluated = [r.prompt for r in scene_prompt_set(RELATIONS_2D + RELATIONS_3D, 3 * 6, EVAL_SEED)]
+    assert [p.prompt for p in prompts[::2]] != evaluated  # TORE is never tuned on the evaluation's own draw
+    assert [p.prompt for p in bias_prompts(3, seed=EVAL_SEED)[::2]] == evaluated
 
 
 def test_the_table_is_the_share_of_passing_images_per_phrasing() -> None:

@@ -1,13 +1,15 @@
 """A model's spatial biases: how often it draws each relation right, phrased each way round (``spatialgen bias``).
 
-For held-out scene-world triplets (the evaluation seed; no training caption holds them) every
-relation is asked both ways round: "a red cube to the left of a blue sphere" and its equivalent
-"a blue sphere to the right of a red cube". Each prompt is sampled with ``seeds`` seeds; objects
-are found by the scene detector and 2D relations judged with VISOR's rule, 3D relations with the
-project's depth rule on the scene estimator's depth. The accuracy of a relation is the share of
-images of prompts phrased with it where both objects are found and the relation holds (VISOR's
-"uncond"), with a 95% interval bootstrapped over prompts. TORE (:mod:`spatialgen.tore`) reads this
-table from the model's card to choose the phrasing the model draws best.
+For held-out scene-world triplets (no training caption holds them), drawn with their own seed
+(:data:`BIAS_SEED`, not the evaluation's, so that a TORE tuned on this table is not tuned on the
+prompts it is evaluated on), every relation is asked both ways round: "a red cube to the left of a
+blue sphere" and its equivalent "a blue sphere to the right of a red cube". Each prompt is sampled
+with ``seeds`` seeds; objects are found by the scene detector and 2D relations judged with VISOR's
+rule, 3D relations with the project's depth rule on the scene estimator's depth. The accuracy of a
+relation is the share of images of prompts phrased with it where both objects are found and the
+relation holds (VISOR's "uncond"), with a 95% interval bootstrapped over prompts. TORE
+(:mod:`spatialgen.tore`) reads this table from the model's card to choose the phrasing the model
+draws best.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from .eval.prompts.scene_prompts import EVAL_SEED
 from .relations import RELATIONS_2D, RELATIONS_3D
 from .tore import swap_objects
 from .triplets import parse_triplet
 
 CARD_KEY = "tore_bias"
+#: The seed bias prompts are drawn with: the evaluation prompts' seed plus one (see the module docstring).
+BIAS_SEED = EVAL_SEED + 1
 
 
 @dataclass(frozen=True)
@@ -40,10 +45,9 @@ def bias_prompts(n_per_relation: int, seed: int | None = None) -> list[BiasPromp
     The held-out split is closed under inversion, so the swapped phrasing is held out too.
     """
     from .eval.prompts.prompt_sets import scene_prompt_set
-    from .eval.prompts.scene_prompts import EVAL_SEED
 
     relations = RELATIONS_2D + RELATIONS_3D
-    records = scene_prompt_set(relations, n_per_relation * len(relations), EVAL_SEED if seed is None else seed)
+    records = scene_prompt_set(relations, n_per_relation * len(relations), BIAS_SEED if seed is None else seed)
     out = []
     for record in records:
         out.append(BiasPrompt(record.prompt, record.obj_a, record.relation, record.obj_b))
