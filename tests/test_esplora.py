@@ -110,6 +110,9 @@ def test_training_moves_only_the_lora_and_resumes_bit_identically(world: Path) -
     assert any(v.abs().sum() > 0 for k, v in a.items() if "lora_B" in k)
     card = json.loads((whole / "esplora.json").read_text())
     assert card["parameters"] == sum(v.numel() for v in a.values()) and len(card["base"]["fingerprint"]) == 16
+    pairs = from_scenes(world / "data")
+    assert (card["images"], card["pairs"]) == (len(pairs), sum(len(c) for c in pairs.captions))
+    assert card["pairs"] > card["images"]  # scenes with a 2D and a 3D caption count twice
 
 
 def test_generate_with_lora_fuses_it_and_refuses_another_base(world: Path) -> None:

@@ -209,7 +209,8 @@ def train_esplora(cfg: ESPLoRAConfig, resume: str | None = None, cpu: bool = Fal
             {
                 "base": {"model": cfg.base, "fingerprint": fingerprint},
                 "training": asdict(cfg),
-                "pairs": len(data),
+                "images": len(data),
+                "pairs": sum(len(c) for c in data.captions),  # image-caption pairs: each true caption of each image
                 "skipped_without_spatial_caption": data.skipped,
                 "training_seconds": round(seconds, 1),
                 "parameters": sum(p.numel() for p in params),
