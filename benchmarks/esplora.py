@@ -52,7 +52,7 @@ from spatialgen.tore import tore_rewrite
 
 CONFIGS = (("base", "sd", False), ("esplora", "sd", True), ("infsplign", "infsplign", False))
 CONFIGS += (("esplora+infsplign", "infsplign", True),)
-CHUNK = 256  # scenes per curated shard
+CHUNK = 1000  # scenes per curated shard: one scene-dataset shard each, so each is indexed once
 
 
 def generator_for(method: str, lora: str | None, model: str):

@@ -52,6 +52,23 @@ def test_shards_round_trip_to_the_samples_that_made_them(dataset_dir: Path) -> N
         shards[7]
 
 
+def test_a_manifest_lets_a_read_index_only_the_shard_it_needs(dataset_dir: Path, tmp_path: Path) -> None:
+    shards = SceneShards(dataset_dir)
+    assert_same_sample(shards[-1], make_sample(scene_seed(PARAMS.seed, PARAMS.n - 1), 32))
+    assert shards._entries[:2] == [None, None] and shards._entries[2] is not None  # the last shard only
+    assert_same_sample(shards[4], make_sample(scene_seed(PARAMS.seed, 4), 32))  # 3 per shard: the second
+    assert shards._entries[0] is None
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in dataset_dir.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["shards"]["shard-000000.tar"]["count"] = 2  # a shard changed after the manifest was written
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="holds 3 samples, but its dataset's manifest says 2"):
+        SceneShards(copy)[0]
+
+
 def test_parallel_workers_write_byte_identical_shards(dataset_dir: Path, tmp_path: Path) -> None:
     make_dataset(tmp_path, PARAMS, workers=2)
     assert digests(tmp_path) == digests(dataset_dir)

@@ -9,7 +9,9 @@ sample costs one seek and read per field, with no tar parsing in a training loop
 
 from __future__ import annotations
 
+import bisect
 import io
+import itertools
 import os
 import tarfile
 from abc import ABC, abstractmethod
@@ -46,8 +48,21 @@ class TarRecords(ABC, Generic[Sample]):
     would interleave reads) and never pickled.
     """
 
-    def __init__(self, shards: Sequence[Path]) -> None:
-        self._index: list[Entry] = [entry for shard in shards for entry in index_tar(shard)]
+    def __init__(self, shards: Sequence[Path], counts: Sequence[int] | None = None) -> None:
+        """``counts``, the samples of each shard (a manifest knows them), defers indexing a shard to its
+        first read: a job that reads one slice of a 50-shard dataset then indexes one shard, not 50
+        (indexing parses every member header, about a second per 1,000 scene samples).
+        """
+        self._shards = [Path(shard) for shard in shards]
+        self._entries: list[list[Entry] | None]
+        if counts is None:
+            self._entries = [index_tar(shard) for shard in self._shards]
+            counts = [len(entries) for entries in self._entries]
+        elif len(counts) != len(self._shards):
+            raise ValueError(f"got {len(counts)} sample counts for {len(self._shards)} shards")
+        else:
+            self._entries = [None] * len(self._shards)
+        self._starts = [0, *itertools.accumulate(counts)]
         self._handles: dict[Path, Any] = {}
         self._pid = os.getpid()
 
@@ -56,7 +71,20 @@ class TarRecords(ABC, Generic[Sample]):
         """One sample from its fields' bytes (``{field: bytes}``): what the format stores per sample."""
 
     def __len__(self) -> int:
-        return len(self._index)
+        return self._starts[-1]
+
+    def _entry(self, index: int) -> Entry:
+        shard = bisect.bisect_right(self._starts, index) - 1
+        if self._entries[shard] is None:
+            entries = index_tar(self._shards[shard])
+            expected = self._starts[shard + 1] - self._starts[shard]
+            if len(entries) != expected:
+                raise ValueError(
+                    f"{self._shards[shard]} holds {len(entries)} samples, but its dataset's manifest says {expected}: "
+                    "the shard changed after the dataset was made; make the dataset again"
+                )
+            self._entries[shard] = entries
+        return self._entries[shard][index - self._starts[shard]]
 
     def _handle(self, path: Path) -> Any:
         if os.getpid() != self._pid:
@@ -69,7 +97,7 @@ class TarRecords(ABC, Generic[Sample]):
         """The raw bytes of sample ``index``'s fields."""
         if not -len(self) <= index < len(self):
             raise IndexError(f"sample {index} out of range for a dataset of {len(self)}")
-        path, members = self._index[index % len(self)]
+        path, members = self._entry(index % len(self))
         handle = self._handle(path)
         files = {}
         for field, (offset, size) in members.items():

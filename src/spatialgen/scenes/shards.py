@@ -247,7 +247,8 @@ class SceneShards(TarRecords[SceneSample]):
                 f"{-(-params['n'] // params['shard_size'])} shards); finish it by re-running `spatialgen scenes make` "
                 "with the same arguments, or pass allow_incomplete=True"
             )
-        super().__init__([self.root / name for name in self.manifest["shards"]])
+        shards = self.manifest["shards"]
+        super().__init__([self.root / name for name in shards], [entry["count"] for entry in shards.values()])
 
     @property
     def resolution(self) -> int:
