@@ -151,6 +151,21 @@ def record_infsplign_weight(weight: float) -> None:
     print(f"embedded model: InfSplign weight {weight:g} recorded in {card_path}")
 
 
+def record_tore_bias(path: Path) -> None:
+    """Write a ``spatialgen bias --model embedded`` table into the embedded card, where ``generate --tore`` reads it."""
+    from spatialgen.bias import CARD_KEY
+    from spatialgen.fileio import atomic_write_json
+
+    table = json.loads(path.read_text())
+    if table.get("model") != "embedded" or not isinstance(table.get("accuracy"), dict):
+        raise SystemExit(f"{path} is not a bias table of the embedded model; make one with `spatialgen bias`")
+    card_path = embedded_path() / "spatialgen.json"
+    card = json.loads(card_path.read_text())
+    card[CARD_KEY] = table
+    atomic_write_json(card_path, card)
+    print(f"embedded model: TORE bias table ({table.get('command')}) recorded in {card_path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -161,6 +176,7 @@ def main() -> None:
     parser.add_argument("--ildm", type=Path, default=None, help="a `spatialgen train ildm` run folder")
     parser.add_argument("--infsplign-weight", type=float, default=None, help="InfSplign weight for the model card")
     parser.add_argument("--ilora", type=Path, nargs="+", default=[], help="I-LoRA adapter folders (train ilora)")
+    parser.add_argument("--tore-bias", type=Path, default=None, help="`spatialgen bias --model embedded` bias.json")
     parser.add_argument(
         "--measured", type=Path, default=None, help="`benchmarks/embedded_model.py --out` JSON of this run's model"
     )
@@ -172,6 +188,8 @@ def main() -> None:
         ship_ildm(args.ildm)
     if args.ilora:
         ship_ilora(args.ilora)
+    if args.tore_bias is not None:
+        record_tore_bias(args.tore_bias)
     for name in ("recogniser", "estimator"):
         folder = getattr(args, name)
         if folder is not None:
