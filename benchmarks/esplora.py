@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import tarfile
 import time
 from pathlib import Path
@@ -89,7 +90,7 @@ def score_configuration(generator, prompts: list[str], args, work: Path, name: s
     parsed, _ = parse_images(collect_images(folder / "images"), folder / "images")
     run = RunFolder(folder / "eval", {"kind": "spatial", "configuration": name})
     run_spatial(parsed, SceneDetector(), run, SceneDepth(), progress=False)
-    records = [run.records[p.key] for p in parsed]
+    records = scored_records(folder, name, sampled)
     tables = spatial_tables(records)
     config = model_scene_config(model_card(generator.pipe))
     size = generator.pipe.unet.config.sample_size * generator.pipe.vae_scale_factor
@@ -103,7 +104,33 @@ def score_configuration(generator, prompts: list[str], args, work: Path, name: s
         "images": len(results),
         "rewritten": sum(a != b for a, b in zip(prompts, sampled, strict=True)),
         "per_prompt": per_prompt_rates(records),
+        "sampled": sampled,
     }
+
+
+def prompt_index(key: str) -> int:
+    """A sampled prompt's position in the list: ``save_generated`` names files ``NNN-slug-seedS.png``."""
+    match = re.match(r"(\d+)-", Path(key).name)
+    if match is None:
+        raise ValueError(f"{key!r} is not named by its prompt's position (NNN-...); was it made by save_generated?")
+    return int(match.group(1))
+
+
+def scored_records(folder: Path, name: str, sampled: list[str]) -> list[dict]:
+    """Every evaluation prompt's scored images, its prompt id its position in ``sampled``.
+
+    TORE can rewrite two evaluation prompts into one text ("A in front of B" and "B behind A").
+    ``save_generated`` then writes that text's images once (same text, same seeds: the same
+    images), numbering files by position among the distinct texts; each prompt that sampled the
+    text gets its records, so every row keeps all its prompts, paired with the same prompts in
+    every other row.
+    """
+    run = RunFolder(folder / "eval", {"kind": "spatial", "configuration": name})
+    by_file: dict[int, list[dict]] = {}
+    for _, record in sorted(run.records.items()):
+        by_file.setdefault(prompt_index(record["key"]), []).append(record)
+    file_of = {text: k for k, text in enumerate(dict.fromkeys(sampled))}
+    return [{**r, "prompt_id": i} for i, text in enumerate(sampled) for r in by_file.get(file_of[text], [])]
 
 
 def per_prompt_rates(records: list[dict]) -> dict[str, list[float]]:
@@ -128,8 +155,7 @@ def per_prompt_rates(records: list[dict]) -> dict[str, list[float]]:
 
 def compare(args) -> dict:
     work = Path(args.out) / "compare"
-    prompts = [r.prompt for r in scene_prompt_set("2d", args.prompts_2d)]
-    prompts += [r.prompt for r in scene_prompt_set("3d", args.prompts_3d)]
+    prompts = evaluation_prompts(args.prompts_2d, args.prompts_3d)
     rows = ResultRows(Path(args.out) / "compare.json", args)
     for name, method, with_lora in CONFIGS:
         if f"{name} + TORE" in rows:
@@ -200,8 +226,7 @@ def train(args) -> dict:
         if not (folder / "esplora.json").is_file():
             resume = "latest" if (Path(cfg.out) / "checkpoints").is_dir() else None
             train_esplora(cfg, resume=resume)
-        prompts = [r.prompt for r in scene_prompt_set("2d", args.prompts_2d)]
-        prompts += [r.prompt for r in scene_prompt_set("3d", args.prompts_3d)]
+        prompts = evaluation_prompts(args.prompts_2d, args.prompts_3d)
         generator = generator_for("sd", str(folder), args.model)
         row = score_configuration(generator, prompts, args, Path(args.out), f"pairs-{pairs}", None)
         rows[f"pairs-{pairs}"] = {**row, "pairs": int(counts[images - 1]), "training_images": images}
@@ -246,11 +271,38 @@ def difference(a: list[float], b: list[float]) -> str:
     return f"{mean:+.1f} ({low:+.1f} to {high:+.1f}; {verdict})"
 
 
+def rescored(rows: dict, work: Path, args: dict) -> dict:
+    """Rows with tables and per-prompt rates recomputed from their saved image records.
+
+    So that a table always reflects the current scoring code, without sampling anything again
+    (rows saved before a row kept its sampled prompts lost a prompt when TORE merged two; their
+    prompts are rebuilt from the row's arguments and bias table).
+    """
+    prompts = evaluation_prompts(args["prompts_2d"], args["prompts_3d"])
+    out = {}
+    for name, row in rows.items():
+        folder = name.replace(" + TORE", "-tore")
+        sampled = row.get("sampled")
+        if sampled is None:
+            tore = row.get("bias")  # None in rows without TORE
+            sampled = [tore_rewrite(p, tore["accuracy"], args["tau"]).prompt for p in prompts] if tore else prompts
+        records = scored_records(work / folder, folder, sampled)
+        out[name] = {**row, "tables": spatial_tables(records), "per_prompt": per_prompt_rates(records)}
+    return out
+
+
+def evaluation_prompts(n_2d: int, n_3d: int) -> list[str]:
+    """The held-out evaluation prompts: ``n_2d`` 2D then ``n_3d`` 3D scene-world triplets."""
+    prompts = [r.prompt for r in scene_prompt_set("2d", n_2d)]
+    return prompts + [r.prompt for r in scene_prompt_set("3d", n_3d)]
+
+
 def table(args) -> None:
     """README tables from ``compare.json`` and ``train.json`` (whichever exist), with 95% intervals."""
     out = Path(args.out)
     if (out / "compare.json").is_file():
-        rows = json.loads((out / "compare.json").read_text())["rows"]
+        saved = json.loads((out / "compare.json").read_text())
+        rows = rescored(saved["rows"], out / "compare", saved["args"])
         base = rows["base"]["per_prompt"]
         n2, n3 = len(base["visor_uncond"]), len(base["rel3d_uncond"])
         print(f"2D: {n2} held-out prompts x {rows['base']['images'] // (n2 + n3)} seeds; 3D: {n3} prompts\n")
@@ -290,8 +342,10 @@ def table(args) -> None:
                     f"| {difference(pa['rel3d_uncond'], pb['rel3d_uncond'])} |"
                 )
     if (out / "train.json").is_file():
-        rows = json.loads((out / "train.json").read_text())["rows"]
+        saved = json.loads((out / "train.json").read_text())
+        rows = saved["rows"]
         curation = rows.pop("curation")
+        rows = rescored(rows, out, saved["args"])
         print(f"\nCuration: {json.dumps(curation['counts'])}; balance {json.dumps(curation['balance'])}\n")
         print("| curated pairs | training images | VISOR_uncond (95% CI) | 3D accuracy_uncond (95% CI) | CMMD |")
         print("| --- | --- | --- | --- | --- |")
