@@ -112,10 +112,10 @@ def score_configuration(generator, prompts: list[str], args, work: Path, name: s
 
 
 def prompt_index(key: str) -> int:
-    """A sampled prompt's position in the list: ``save_generated`` names files ``NNN-slug-seedS.png``."""
+    """The number a file name starts with: ``save_generated`` numbers distinct prompt texts (``NNN-slug-seedS``)."""
     match = re.match(r"(\d+)-", Path(key).name)
     if match is None:
-        raise ValueError(f"{key!r} is not named by its prompt's position (NNN-...); was it made by save_generated?")
+        raise ValueError(f"{key!r} is not named by its prompt's number (NNN-...); was it made by save_generated?")
     return int(match.group(1))
 
 
