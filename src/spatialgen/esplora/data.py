@@ -57,7 +57,7 @@ def from_scenes(
         kept = [
             sample.captions[k]
             for k in RELATIONAL_KINDS
-            if k in sample.captions and not (exclude_held_out and is_held_out_caption(sample.captions[k]))
+            if k in sample.captions and trainable(sample.captions[k], exclude_held_out)
         ]
         if not kept:
             skipped += 1
