@@ -127,42 +127,38 @@ WEIGHT_SWEEP = "python benchmarks/infsplign.py weights --prompts 64 --weights 10
 MODEL_VERSION = 2  # the README names the model its figures were measured on by this and the fingerprint
 
 
-def stamp_card() -> None:
-    """Write the shipped model's version and UNet fingerprint into its card (what README tables cite)."""
+def update_embedded_card(**fields: object) -> Path:
+    """Set ``fields`` in the shipped model's card (spatialgen.json), keeping the rest; returns its path."""
     from spatialgen.fileio import atomic_write_json
-    from spatialgen.models.fingerprint import base_fingerprint
 
     card_path = embedded_path() / "spatialgen.json"
-    card = json.loads(card_path.read_text())
-    card["version"] = MODEL_VERSION
-    card["unet_fingerprint"] = base_fingerprint(load_pipeline("embedded").unet)
-    atomic_write_json(card_path, card)
-    print(f"embedded model: version {MODEL_VERSION}, UNet fingerprint {card['unet_fingerprint']}")
+    atomic_write_json(card_path, {**json.loads(card_path.read_text()), **fields})
+    return card_path
+
+
+def stamp_card() -> None:
+    """Write the shipped model's version and UNet fingerprint into its card (what README tables cite)."""
+    from spatialgen.models.fingerprint import base_fingerprint
+
+    fingerprint = base_fingerprint(load_pipeline("embedded").unet)
+    update_embedded_card(version=MODEL_VERSION, unet_fingerprint=fingerprint)
+    print(f"embedded model: version {MODEL_VERSION}, UNet fingerprint {fingerprint}")
 
 
 def record_infsplign_weight(weight: float) -> None:
     """Write the recommended InfSplign weight into the embedded model's card (read by ``recommended_weight``)."""
-    from spatialgen.fileio import atomic_write_json
-
-    card_path = embedded_path() / "spatialgen.json"
-    card = json.loads(card_path.read_text())
-    card["infsplign"] = {"weight": weight, "chosen_by": WEIGHT_SWEEP}
-    atomic_write_json(card_path, card)
+    card_path = update_embedded_card(infsplign={"weight": weight, "chosen_by": WEIGHT_SWEEP})
     print(f"embedded model: InfSplign weight {weight:g} recorded in {card_path}")
 
 
 def record_tore_bias(path: Path) -> None:
     """Write a ``spatialgen bias --model embedded`` table into the embedded card, where ``generate --tore`` reads it."""
     from spatialgen.bias import CARD_KEY
-    from spatialgen.fileio import atomic_write_json
 
     table = json.loads(path.read_text())
     if table.get("model") != "embedded" or not isinstance(table.get("accuracy"), dict):
         raise SystemExit(f"{path} is not a bias table of the embedded model; make one with `spatialgen bias`")
-    card_path = embedded_path() / "spatialgen.json"
-    card = json.loads(card_path.read_text())
-    card[CARD_KEY] = table
-    atomic_write_json(card_path, card)
+    card_path = update_embedded_card(**{CARD_KEY: table})
     print(f"embedded model: TORE bias table ({table.get('command')}) recorded in {card_path}")
 
 
