@@ -81,8 +81,13 @@ def measured_bias(generator, n: int, seeds: int, steps: int) -> dict:
     return bias_table(prompts, judge([r.image for r in results], expanded, SceneDetector(), SceneDepth()), seeds)
 
 
+def sampled_prompts(prompts: list[str], bias: dict | None, tau: float) -> list[str]:
+    """What a configuration samples: the prompts, or with a TORE bias table their rewrites."""
+    return [tore_rewrite(p, bias["accuracy"], tau).prompt for p in prompts] if bias else prompts
+
+
 def score_configuration(generator, prompts: list[str], args, work: Path, name: str, tore: dict | None) -> dict:
-    sampled = [tore_rewrite(p, tore["accuracy"], args.tau).prompt for p in prompts] if tore else prompts
+    sampled = sampled_prompts(prompts, tore, args.tau)
     start = time.perf_counter()
     results = generate_images(
         generator, sampled, n=args.seeds, seed=42, settings=GenerationSettings(steps=args.steps), progress=False
@@ -93,7 +98,7 @@ def score_configuration(generator, prompts: list[str], args, work: Path, name: s
     parsed, _ = parse_images(collect_images(folder / "images"), folder / "images")
     run = RunFolder(folder / "eval", {"kind": "spatial", "configuration": name})
     run_spatial(parsed, SceneDetector(), run, SceneDepth(), progress=False)
-    records = scored_records(folder, name, sampled)
+    records = scored_records(run.records, sampled)
     tables = spatial_tables(records)
     config = model_scene_config(model_card(generator.pipe))
     size = generator.pipe.unet.config.sample_size * generator.pipe.vae_scale_factor
@@ -119,7 +124,7 @@ def prompt_index(key: str) -> int:
     return int(match.group(1))
 
 
-def scored_records(folder: Path, name: str, sampled: list[str]) -> list[dict]:
+def scored_records(saved: dict[str, dict], sampled: list[str]) -> list[dict]:
     """Every evaluation prompt's scored images, its prompt id its position in ``sampled``.
 
     TORE can rewrite two evaluation prompts into one text ("A in front of B" and "B behind A").
@@ -128,9 +133,8 @@ def scored_records(folder: Path, name: str, sampled: list[str]) -> list[dict]:
     text gets its records, so every row keeps all its prompts, paired with the same prompts in
     every other row.
     """
-    run = RunFolder(folder / "eval", {"kind": "spatial", "configuration": name})
     by_file: dict[int, list[dict]] = {}
-    for _, record in sorted(run.records.items()):
+    for _, record in sorted(saved.items()):
         by_file.setdefault(prompt_index(record["key"]), []).append(record)
     file_of = {text: k for k, text in enumerate(dict.fromkeys(sampled))}
     return [{**r, "prompt_id": i} for i, text in enumerate(sampled) for r in by_file.get(file_of[text], [])]
@@ -190,17 +194,21 @@ def curated_pairs(folder: Path) -> list[int]:
     return counts
 
 
-def curate_enough(args, folder: Path, pairs: int) -> dict:
-    """Curate the source's first shards until they hold ``pairs`` trainable pairs (each call resumes the last)."""
+def curate_enough(args, folder: Path, pairs: int) -> tuple[dict, list[int]]:
+    """Curate the source's first shards until they hold ``pairs`` trainable pairs (each call resumes the last).
+
+    Returns the curation report and :func:`curated_pairs` of what it curated.
+    """
     from spatialgen.curate import CurationSettings, curate
 
     kinds = tuple(k for k in args.scene_captions.split(",") if k) if args.scene_captions else None
     shards = math.ceil(pairs / CHUNK)
     while True:
         report = curate(args.data, folder, CurationSettings(), scene_captions=kinds, chunk=CHUNK, max_shards=shards)
-        have = sum(curated_pairs(folder))
+        counts = curated_pairs(folder)
+        have = sum(counts)
         if have >= pairs:
-            return report
+            return report, counts
         if report["shards"] < shards:
             raise SystemExit(f"{args.data} curates to {have} pairs, fewer than the {pairs} asked for")
         shards = report["shards"] + math.ceil(1.1 * (pairs - have) * report["shards"] / max(have, 1))
@@ -208,8 +216,9 @@ def curate_enough(args, folder: Path, pairs: int) -> dict:
 
 def train(args) -> dict:
     curated = Path(args.out) / "curated"
-    report = curate_enough(args, curated, max(args.pairs))
-    counts = np.cumsum(curated_pairs(curated))
+    report, per_image = curate_enough(args, curated, max(args.pairs))
+    counts = np.cumsum(per_image)
+    prompts = evaluation_prompts(args.prompts_2d, args.prompts_3d)
     rows = ResultRows(Path(args.out) / "train.json", args)
     rows["curation"] = report
     for pairs in args.pairs:
@@ -229,7 +238,6 @@ def train(args) -> dict:
         if not (folder / "esplora.json").is_file():
             resume = "latest" if (Path(cfg.out) / "checkpoints").is_dir() else None
             train_esplora(cfg, resume=resume)
-        prompts = evaluation_prompts(args.prompts_2d, args.prompts_3d)
         generator = generator_for("sd", str(folder), args.model)
         row = score_configuration(generator, prompts, args, Path(args.out), f"pairs-{pairs}", None)
         rows[f"pairs-{pairs}"] = {**row, "pairs": int(counts[images - 1]), "training_images": images}
@@ -317,11 +325,9 @@ def rescored(rows: dict, work: Path, args: dict) -> dict:
     out = {}
     for name, row in rows.items():
         folder = name.replace(" + TORE", "-tore")
-        sampled = row.get("sampled")
-        if sampled is None:
-            tore = row.get("bias")  # None in rows without TORE
-            sampled = [tore_rewrite(p, tore["accuracy"], args["tau"]).prompt for p in prompts] if tore else prompts
-        records = scored_records(work / folder, folder, sampled)
+        sampled = row.get("sampled") or sampled_prompts(prompts, row.get("bias"), args["tau"])
+        run = RunFolder(work / folder / "eval", {"kind": "spatial", "configuration": folder})
+        records = scored_records(run.records, sampled)
         out[name] = {**row, "tables": spatial_tables(records), "per_prompt": per_prompt_rates(records)}
     return out
 
