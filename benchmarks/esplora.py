@@ -2,7 +2,9 @@
 
     python benchmarks/esplora.py train [--data data/scenes-v2] [--pairs 1000 5000 20000] [--steps-train 2000]
     python benchmarks/esplora.py compare --lora runs/esplora-bench/pairs-20000/lora [--prompts-2d 64 --prompts-3d 32]
-    python benchmarks/esplora.py table    # the README's tables, with 95% intervals and paired differences
+    python benchmarks/esplora.py compare --lora ... --configs base esplora --no-tore --prompts-2d 192 --prompts-3d 96
+        --out runs/esplora-wide       # (one line) two rows on three times the prompts: smaller differences resolved
+    python benchmarks/esplora.py table [--also runs/esplora-lr1e-3]   # README tables: 95% intervals, paired differences
     python benchmarks/esplora.py speed --lora runs/esplora-bench/pairs-20000/lora   # seconds per image, side by side
 
 ``train`` curates a scene dataset of the model's own distribution read with its attribute and count
@@ -55,7 +57,7 @@ from spatialgen.tore import tore_rewrite
 CONFIGS = (("base", "sd", False), ("esplora", "sd", True), ("infsplign", "infsplign", False))
 CONFIGS += (("esplora+infsplign", "infsplign", True),)
 #: Arguments that choose which rows to make or concern another command, not how a row is made.
-NOT_ROW_SETTINGS = ("command", "pairs", "speed_batch", "speed_rounds")
+NOT_ROW_SETTINGS = ("command", "pairs", "speed_batch", "speed_rounds", "also", "configs", "no_tore")
 CHUNK = 1000  # scenes per curated shard: one scene-dataset shard each, so each is indexed once
 
 
@@ -165,11 +167,13 @@ def compare(args) -> dict:
     prompts = evaluation_prompts(args.prompts_2d, args.prompts_3d)
     rows = ResultRows(Path(args.out) / "compare.json", args)
     for name, method, with_lora in CONFIGS:
-        if f"{name} + TORE" in rows:
+        if name not in args.configs or f"{name} + TORE" in rows or (args.no_tore and name in rows):
             continue
         generator = generator_for(method, args.lora if with_lora else None, args.model)
         if name not in rows:
             rows[name] = score_configuration(generator, prompts, args, work, name, None)
+        if args.no_tore:
+            continue
         bias = measured_bias(generator, args.bias_prompts, args.seeds, args.steps)
         rows[f"{name} + TORE"] = {
             **score_configuration(generator, prompts, args, work, f"{name}-tore", bias),
@@ -197,12 +201,13 @@ def curated_pairs(folder: Path) -> list[int]:
 def curate_enough(args, folder: Path, pairs: int) -> tuple[dict, list[int]]:
     """Curate the source's first shards until they hold ``pairs`` trainable pairs (each call resumes the last).
 
-    Returns the curation report and :func:`curated_pairs` of what it curated.
+    Returns the curation report and :func:`curated_pairs` of what it curated. Never asks for fewer
+    shards than the folder holds: the report then describes every curated image, not a prefix.
     """
     from spatialgen.curate import CurationSettings, curate
 
     kinds = tuple(k for k in args.scene_captions.split(",") if k) if args.scene_captions else None
-    shards = math.ceil(pairs / CHUNK)
+    shards = max(math.ceil(pairs / CHUNK), len(list((folder / "shards").glob("*.tar"))))
     while True:
         report = curate(args.data, folder, CurationSettings(), scene_captions=kinds, chunk=CHUNK, max_shards=shards)
         counts = curated_pairs(folder)
@@ -343,7 +348,8 @@ def table(args) -> None:
     out = Path(args.out)
     if (out / "compare.json").is_file():
         saved = json.loads((out / "compare.json").read_text())
-        rows = rescored(saved["rows"], out / "compare", saved["args"])
+        order = [n for name, _, _ in CONFIGS for n in (name, f"{name} + TORE")]  # the saved file's keys are sorted
+        rows = rescored({k: saved["rows"][k] for k in order if k in saved["rows"]}, out / "compare", saved["args"])
         base = rows["base"]["per_prompt"]
         n2, n3 = len(base["visor_uncond"]), len(base["rel3d_uncond"])
         print(f"2D: {n2} held-out prompts x {rows['base']['images'] // (n2 + n3)} seeds; 3D: {n3} prompts\n")
@@ -358,14 +364,14 @@ def table(args) -> None:
                 f"| {name} | {v['OA']:.1f} | {v['VISOR_cond']:.1f} | {interval(row['per_prompt']['visor_uncond'])} "
                 f"| {ns} | {t['T2I-CompBench 2D spatial']['score']:.3f} | {t['GenEval position']['overall']:.1f} |"
             )
-        print("\n| configuration | 3D OA | 3D acc._uncond (95% CI) | T2I 3D | CMMD | Frechet | s / image | rewritten |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("\n| configuration | 3D OA | 3D acc._uncond (95% CI) | T2I 3D | CMMD | Frechet | rewritten |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
         for name, row in rows.items():
             r3, t = row["tables"]["3D relations (ours, %)"], row["tables"]
             print(
                 f"| {name} | {r3['OA']:.1f} | {interval(row['per_prompt']['rel3d_uncond'])} "
                 f"| {t['T2I-CompBench 3D spatial']['score']:.3f} | {row['cmmd']:.3f} | {row['frechet']:.2f} "
-                f"| {row['seconds_per_image']:.2f} | {row['rewritten']} |"
+                f"| {row['rewritten']} |"
             )
         print("\nPaired differences (percentage points, same prompts and seeds):\n")
         print("| comparison | VISOR_uncond | 3D accuracy_uncond |")
@@ -374,7 +380,7 @@ def table(args) -> None:
             ("esplora", "infsplign"),
             ("esplora+infsplign", "esplora"),
         ]
-        pairs += [("esplora+infsplign", "infsplign")]
+        pairs += [("esplora+infsplign", "infsplign")] + [(f"{name} + TORE", name) for name, _, _ in CONFIGS[1:]]
         for a, b in pairs:
             if a in rows and b in rows:
                 pa, pb = rows[b]["per_prompt"], rows[a]["per_prompt"]
@@ -382,20 +388,36 @@ def table(args) -> None:
                     f"| {a} - {b} | {difference(pa['visor_uncond'], pb['visor_uncond'])} "
                     f"| {difference(pa['rel3d_uncond'], pb['rel3d_uncond'])} |"
                 )
-    if (out / "train.json").is_file():
-        saved = json.loads((out / "train.json").read_text())
-        rows = saved["rows"]
-        curation = rows.pop("curation")
-        rows = rescored(rows, out, saved["args"])
+    if (out / "speed.json").is_file():  # compare's own times are hours apart on a shared CPU: speed's are the figure
+        print("\n| configuration | s / image | ratio to base |\n| --- | --- | --- |")
+        for name, row in json.loads((out / "speed.json").read_text())["rows"].items():
+            print(f"| {name} | {row['seconds_per_image']:.3f} | {row['ratio_to_base']:.3f} |")
+    base = rows["base"]["per_prompt"] if (out / "compare.json").is_file() else None
+    curve = [(out, row) for row in train_rows(out)] + [(Path(o), row) for o in args.also for row in train_rows(Path(o))]
+    if curve:
+        curation = json.loads((curve[0][0] / "train.json").read_text())["rows"]["curation"]
         print(f"\nCuration: {json.dumps(curation['counts'])}; balance {json.dumps(curation['balance'])}\n")
-        print("| curated pairs | training images | VISOR_uncond (95% CI) | 3D accuracy_uncond (95% CI) | CMMD |")
-        print("| --- | --- | --- | --- | --- |")
-        for row in sorted(rows.values(), key=lambda r: r["pairs"]):
+        print(
+            "| curated pairs | training images | lr | VISOR_uncond (95% CI) | minus base "
+            "| 3D accuracy_uncond (95% CI) | minus base | CMMD |"
+        )
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for _, row in sorted(curve, key=lambda item: (item[1]["lr"], item[1]["pairs"])):
             pp = row["per_prompt"]
+            minus = [difference(base[k], pp[k]) if base else "" for k in ("visor_uncond", "rel3d_uncond")]
             print(
-                f"| {row['pairs']} | {row['training_images']} | {interval(pp['visor_uncond'])} "
-                f"| {interval(pp['rel3d_uncond'])} | {row['cmmd']:.3f} |"
+                f"| {row['pairs']} | {row['training_images']} | {row['lr']:g} | {interval(pp['visor_uncond'])} "
+                f"| {minus[0]} | {interval(pp['rel3d_uncond'])} | {minus[1]} | {row['cmmd']:.3f} |"
             )
+
+
+def train_rows(out: Path) -> list[dict]:
+    """The data-curve rows of a ``train`` output folder (none without one), rescored, each with its lr."""
+    if not (out / "train.json").is_file():
+        return []
+    saved = json.loads((out / "train.json").read_text())
+    rows = {k: v for k, v in saved["rows"].items() if k != "curation"}
+    return [{**row, "lr": saved["args"]["lr"]} for row in rescored(rows, out, saved["args"]).values()]
 
 
 def main() -> None:
@@ -411,6 +433,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--lora", default=None, help="compare: the ESPLoRA folder")
+    names = [name for name, _, _ in CONFIGS]
+    parser.add_argument("--configs", nargs="+", choices=names, default=names, help="compare: configurations to run")
+    parser.add_argument("--no-tore", action="store_true", help="compare: skip the + TORE rows")
     parser.add_argument("--prompts-2d", type=int, default=64)
     parser.add_argument("--prompts-3d", type=int, default=32)
     parser.add_argument("--bias-prompts", type=int, default=8, help="TORE's bias table: prompts per relation")
@@ -419,6 +444,7 @@ def main() -> None:
     parser.add_argument("--tau", type=float, default=0.05)
     parser.add_argument("--out", default="runs/esplora-bench")
     parser.add_argument("--speed-batch", type=int, default=8, help="speed: prompts per timed batch")
+    parser.add_argument("--also", nargs="*", default=[], help="table: other `train` --out folders (another --lr)")
     parser.add_argument("--speed-rounds", type=int, default=5, help="speed: timed rounds after the warm-up")
     args = parser.parse_args()
     quiet_libraries()
