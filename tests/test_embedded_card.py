@@ -38,3 +38,18 @@ def test_the_card_names_the_weights_it_describes() -> None:
     card = _card()
     assert card["version"] == 2
     assert card["unet_fingerprint"] == base_fingerprint(load_pipeline("embedded").unet)
+
+
+def test_the_card_carries_a_tore_bias_table() -> None:
+    """`generate --tore` works on the embedded model out of the box, from a `spatialgen bias` table."""
+    from spatialgen.bias import CARD_KEY, load_bias_table
+    from spatialgen.models import load_pipeline
+    from spatialgen.relations import RELATIONS_2D, RELATIONS_3D
+
+    table = load_bias_table(None, load_pipeline("embedded"))
+    assert table == _card()[CARD_KEY] and table["model"] == "embedded"
+    assert set(table["accuracy"]) == set(RELATIONS_2D + RELATIONS_3D)
+    for relation, accuracy in table["accuracy"].items():
+        low, high = table["interval"][relation]
+        assert low <= accuracy <= high, relation
+    assert table["command"].startswith("spatialgen bias")  # whose prompts are drawn with BIAS_SEED (test_bias)
