@@ -2,8 +2,8 @@
 
     python benchmarks/esplora.py train [--data data/scenes-v2] [--pairs 1000 5000 20000] [--steps-train 2000]
     python benchmarks/esplora.py compare --lora runs/esplora-bench/pairs-20000/lora [--prompts-2d 64 --prompts-3d 32]
-    python benchmarks/esplora.py compare --lora ... --configs base esplora --no-tore --prompts-2d 192 --prompts-3d 96
-        --out runs/esplora-wide       # (one line) two rows on three times the prompts: smaller differences resolved
+    python benchmarks/esplora.py compare --lora ... --no-tore --prompts-2d 192 --prompts-3d 96 --out runs/esplora-wide
+        # (one line) the four configurations without TORE on three times the prompts; --configs picks some
     python benchmarks/esplora.py table [--also runs/esplora-lr1e-3]   # README tables: 95% intervals, paired differences
     python benchmarks/esplora.py speed --lora runs/esplora-bench/pairs-20000/lora   # seconds per image, side by side
 
