@@ -167,7 +167,8 @@ def compare(args) -> dict:
     prompts = evaluation_prompts(args.prompts_2d, args.prompts_3d)
     rows = ResultRows(Path(args.out) / "compare.json", args)
     for name, method, with_lora in CONFIGS:
-        if name not in args.configs or f"{name} + TORE" in rows or (args.no_tore and name in rows):
+        done = name in rows and (args.no_tore or f"{name} + TORE" in rows)
+        if name not in args.configs or done:
             continue
         generator = generator_for(method, args.lora if with_lora else None, args.model)
         if name not in rows:
@@ -346,6 +347,7 @@ def evaluation_prompts(n_2d: int, n_3d: int) -> list[str]:
 def table(args) -> None:
     """README tables from ``compare.json`` and ``train.json`` (whichever exist), with 95% intervals."""
     out = Path(args.out)
+    base = None  # the base's per-prompt rates, which the data curve is paired against
     if (out / "compare.json").is_file():
         saved = json.loads((out / "compare.json").read_text())
         order = [n for name, _, _ in CONFIGS for n in (name, f"{name} + TORE")]  # the saved file's keys are sorted
@@ -392,17 +394,18 @@ def table(args) -> None:
         print("\n| configuration | s / image | ratio to base |\n| --- | --- | --- |")
         for name, row in json.loads((out / "speed.json").read_text())["rows"].items():
             print(f"| {name} | {row['seconds_per_image']:.3f} | {row['ratio_to_base']:.3f} |")
-    base = rows["base"]["per_prompt"] if (out / "compare.json").is_file() else None
-    curve = [(out, row) for row in train_rows(out)] + [(Path(o), row) for o in args.also for row in train_rows(Path(o))]
+    folders = [out, *map(Path, args.also)]
+    curve = [row for folder in folders for row in train_rows(folder)]
     if curve:
-        curation = json.loads((curve[0][0] / "train.json").read_text())["rows"]["curation"]
+        first = next(folder for folder in folders if (folder / "train.json").is_file())
+        curation = json.loads((first / "train.json").read_text())["rows"]["curation"]
         print(f"\nCuration: {json.dumps(curation['counts'])}; balance {json.dumps(curation['balance'])}\n")
         print(
             "| curated pairs | training images | lr | VISOR_uncond (95% CI) | minus base "
             "| 3D accuracy_uncond (95% CI) | minus base | CMMD |"
         )
         print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-        for _, row in sorted(curve, key=lambda item: (item[1]["lr"], item[1]["pairs"])):
+        for row in sorted(curve, key=lambda r: (r["lr"], r["pairs"])):
             pp = row["per_prompt"]
             minus = [difference(base[k], pp[k]) if base else "" for k in ("visor_uncond", "rel3d_uncond")]
             print(

@@ -153,10 +153,10 @@ def record_infsplign_weight(weight: float) -> None:
 
 def record_tore_bias(path: Path) -> None:
     """Write a ``spatialgen bias --model embedded`` table into the embedded card, where ``generate --tore`` reads it."""
-    from spatialgen.bias import CARD_KEY
+    from spatialgen.bias import CARD_KEY, load_bias_table
 
-    table = json.loads(path.read_text())
-    if table.get("model") != "embedded" or not isinstance(table.get("accuracy"), dict):
+    table = load_bias_table(path, None)  # refuses a missing file or one without per-relation accuracy
+    if table.get("model") != "embedded":
         raise SystemExit(f"{path} is not a bias table of the embedded model; make one with `spatialgen bias`")
     card_path = update_embedded_card(**{CARD_KEY: table})
     print(f"embedded model: TORE bias table ({table.get('command')}) recorded in {card_path}")
