@@ -28,6 +28,7 @@ from spatialgen.ildm import (
 )
 
 CROSS = 16
+PLACEMENT_NAMES = ("self-attention", "cross-attention", "feed-forward", "resnets", "conv-io")
 
 
 def sd_unet(levels: int = 2) -> UNet2DConditionModel:
@@ -83,6 +84,8 @@ def pixart() -> PixArtTransformer2DModel:
 
 
 BUILDERS = {"sd": sd_unet, "sdxl": sdxl_unet, "pixart": pixart}
+#: The paper's placement, and the LoRA everywhere a placement can put it (convolutions, cross-attention, ...).
+PLACEMENTS = {"paper": ("self-attention",), "everywhere": tuple(PLACEMENT_NAMES)}
 
 
 def run(model, latents: torch.Tensor, t: float = 500.0, seed: int = 1) -> torch.Tensor:
@@ -135,10 +138,11 @@ def randomise_lora(model) -> None:
         p.data.normal_(0, 0.3)
 
 
+@pytest.mark.parametrize("placement", list(PLACEMENTS))
 @pytest.mark.parametrize("arch", list(BUILDERS))
-def test_without_a_layout_the_processor_is_diffusers_default_attention(arch: str) -> None:
+def test_without_a_layout_the_processor_is_diffusers_default_attention(arch: str, placement: str) -> None:
     base, ours = BUILDERS[arch](), BUILDERS[arch]()
-    install_cross_domain(ours, rank=4)
+    install_cross_domain(ours, rank=4, placement=PLACEMENTS[placement])
     randomise_lora(ours)  # LoRA belongs to the intrinsic domain: a single (image) domain never sees it
     x = latents(2)
     assert torch.allclose(run(ours, x), run(base, x), atol=1e-6)
@@ -147,10 +151,11 @@ def test_without_a_layout_the_processor_is_diffusers_default_attention(arch: str
         assert isinstance(processor, expected), name  # attn2 keeps its own processor
 
 
+@pytest.mark.parametrize("placement", list(PLACEMENTS))
 @pytest.mark.parametrize("arch", list(BUILDERS))
-def test_weight_zero_everywhere_gives_the_base_models_image(arch: str) -> None:
+def test_weight_zero_everywhere_gives_the_base_models_image(arch: str, placement: str) -> None:
     base, ours = BUILDERS[arch](), BUILDERS[arch]()
-    state = install_cross_domain(ours, rank=4)
+    state = install_cross_domain(ours, rank=4, placement=PLACEMENTS[placement])
     randomise_lora(ours)
     state.schedule = ConstantSchedule(0.0)
     images = latents(3)
@@ -205,10 +210,11 @@ def _forward(model, state, x: torch.Tensor, text: torch.Tensor, layout: JointLay
         state.layout = None
 
 
+@pytest.mark.parametrize("placement", list(PLACEMENTS))
 @pytest.mark.parametrize("n", [1, 3])
-def test_pairing_follows_the_layout_not_the_batch_order(n: int) -> None:
+def test_pairing_follows_the_layout_not_the_batch_order(n: int, placement: str) -> None:
     model = sd_unet()
-    state = install_cross_domain(model, rank=4)
+    state = install_cross_domain(model, rank=4, placement=PLACEMENTS[placement])
     randomise_lora(model)
     state.schedule = ConstantSchedule(0.6)
     images, intrinsics = latents(n), latents(n, seed=5)
@@ -416,3 +422,46 @@ def test_merged_weights_follow_in_place_updates() -> None:
     after = joint(model, images, intrinsics, state)
     assert not torch.allclose(after, before, atol=1e-4)
     assert torch.allclose(after, _joint_with_grad(model, images, intrinsics, state), atol=1e-5)
+
+
+def test_placements_reach_the_layers_they_name_and_only_the_intrinsic_rows() -> None:
+    """Outside attn1 the LoRA is routed to intrinsic rows; peft's own forward never applies it."""
+    from peft.tuners.lora import LoraLayer
+
+    model = sd_unet()
+    state = install_cross_domain(model, rank=4, placement=PLACEMENTS["everywhere"])
+    names = [n for n, m in model.named_modules() if isinstance(m, LoraLayer)]
+    for expected in ("attn1.to_q", "attn2.to_k", "ff.net.2", "resnets.0.conv1", "conv_in", "conv_out"):
+        assert any(n.endswith(expected) for n in names), expected
+    assert all(p.requires_grad for p in lora_parameters(model))
+    randomise_lora(model)
+    state.schedule = ConstantSchedule(0.0)
+    images, intrinsics = latents(2), latents(2, seed=4)
+    out = joint(model, images, intrinsics, state)
+    paper = sd_unet()
+    paper_state = install_cross_domain(paper, rank=4)
+    paper_state.schedule = ConstantSchedule(0.0)
+    # the same attn1 LoRA weights, none elsewhere: the intrinsic rows differ, the image rows do not
+    shared = {k: v for k, v in model.state_dict().items() if k in paper.state_dict()}
+    paper.load_state_dict(shared, strict=False)
+    reference = joint(paper, images, intrinsics, paper_state)
+    assert torch.allclose(out[:2], reference[:2], atol=1e-5)
+    assert not torch.allclose(out[2:], reference[2:], atol=1e-3)
+
+
+def test_placement_is_validated_and_saved(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown LoRA placement"):
+        install_cross_domain(sd_unet(), placement=("self-attention", "everything"))
+    with pytest.raises(ValueError, match="must include self-attention"):
+        install_cross_domain(sd_unet(), placement=("resnets",))
+    model = sd_unet()
+    state = install_cross_domain(model, rank=4, placement=("resnets", "self-attention", "conv-io"))
+    randomise_lora(model)
+    save_intrinsic_lora(model, tmp_path)
+    fresh = sd_unet()
+    fresh_state = load_intrinsic_lora(fresh, tmp_path)
+    assert fresh.spatialgen_lora_config["placement"] == ["self-attention", "resnets", "conv-io"]
+    state.schedule = fresh_state.schedule = ConstantSchedule(1.0)
+    assert torch.equal(
+        joint(model, latents(2), latents(2, seed=5), state), joint(fresh, latents(2), latents(2, seed=5), fresh_state)
+    )

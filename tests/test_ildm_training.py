@@ -63,3 +63,62 @@ def test_ildm_training_moves_only_lora_and_resumes_exactly(setup: Path) -> None:
     changed.loss_lambda = 0.5
     with pytest.raises(ValueError, match=r"changed: \['loss_lambda'\]"):
         train_ildm(changed, resume="latest", cpu=True)
+
+
+def _clean_domain_batch(p_image: float, p_intrinsic: float):
+    """One joint_loss call on a tiny model; returns (loss terms, what the UNet was fed, x0, i0)."""
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    from spatialgen.ildm import install_cross_domain
+    from spatialgen.ildm.training import joint_loss
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        block_out_channels=(16, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        layers_per_block=1,
+        cross_attention_dim=16,
+        attention_head_dim=4,
+        norm_num_groups=8,
+    )
+    state = install_cross_domain(unet, rank=4, placement=("self-attention", "resnets"))
+    fed = {}
+
+    def record(module, args, kwargs):
+        fed["x"], fed["t"] = args[0].clone(), args[1].clone()
+
+    unet.register_forward_pre_hook(record, with_kwargs=True)
+    scheduler = DDPMScheduler(num_train_timesteps=1000)
+    g = torch.Generator().manual_seed(1)
+    x0, i0 = torch.randn(64, 4, 8, 8, generator=g), torch.randn(64, 4, 8, 8, generator=g)
+    text = torch.randn(64, 5, 16, generator=g)
+    terms = joint_loss(
+        unet, state, scheduler, x0, i0, text, torch.Generator().manual_seed(2), 1.0, p_image, p_intrinsic
+    )
+    return terms, fed, x0, i0
+
+
+def test_a_clean_domain_is_fed_as_it_is_at_timestep_zero_and_has_no_loss() -> None:
+    (loss, image_term, intrinsic_term), fed, x0, i0 = _clean_domain_batch(0.3, 0.3)
+    t_image, t_intrinsic = fed["t"][:64], fed["t"][64:]
+    image_clean, intrinsic_clean = t_image == 0, t_intrinsic == 0
+    assert 5 < image_clean.sum() < 35 and 5 < intrinsic_clean.sum() < 35  # about 30% each of 64 pairs
+    assert not torch.any(image_clean & intrinsic_clean)  # never both: that pair would teach nothing
+    assert torch.equal(fed["x"][:64][image_clean], x0[image_clean])
+    assert torch.equal(fed["x"][64:][intrinsic_clean], i0[intrinsic_clean])
+    noised = ~image_clean & ~intrinsic_clean
+    assert torch.equal(t_image[noised], t_intrinsic[noised])  # joint pairs share their timestep
+    assert not torch.allclose(fed["x"][:64][~image_clean], x0[~image_clean])
+    loss.backward()  # and the loss reaches the LoRA through both terms
+    # all pairs clean on one side: that side's term is exactly 0
+    (_, image_term, intrinsic_term), _, _, _ = _clean_domain_batch(1.0, 0.0)
+    assert image_term.item() == 0.0 and intrinsic_term.item() > 0
+
+
+def test_clean_domain_shares_are_validated(setup: Path) -> None:
+    cfg = _cfg(setup, "bad", 2)
+    cfg.p_image_clean, cfg.p_intrinsic_clean = 0.6, 0.5
+    with pytest.raises(ValueError, match="sum to less than 1"):
+        cfg.validate()

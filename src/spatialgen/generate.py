@@ -256,7 +256,7 @@ def sample_chunk(
         negative_prompt=[settings.negative_prompt] * len(chunk) if settings.negative_prompt else None,
         generator=generators,
         output_type="pil",
-        **generator.call_kwargs(save_attention),
+        **generator.call_kwargs(save_attention, rows=len(chunk)),
         **extra,
     )
     maps: list[dict[str, Any] | None] = [None] * len(chunk)

@@ -30,6 +30,15 @@ class Generator:
     method: str = "sd"
     schedule: Any = None  # I-LDM: a schedule name or object; None is the pipeline's default
     spatial_guidance: InfSplignConfig | None = None
+    given_intrinsics: Any = None  # I-LDM: maps (an Intrinsics of batch 1) that every image follows
+
+    def with_given(self, maps: Any) -> Generator:
+        """This generator drawing images that follow ``maps`` (I-LDM's intrinsic domain held clean)."""
+        if not self.co_generates_intrinsics:
+            raise ValueError("given maps need an I-LDM method: --method ildm")
+        if self.spatial_guidance is not None:
+            raise ValueError("given maps and InfSplign do not combine: use --method ildm")
+        return replace(self, given_intrinsics=maps)
 
     @property
     def co_generates_intrinsics(self) -> bool:
@@ -41,11 +50,18 @@ class Generator:
         """Whether each result carries what InfSplign guided (and, when asked, its attention strip)."""
         return self.spatial_guidance is not None
 
-    def call_kwargs(self, save_attention: bool = False) -> dict[str, Any]:
-        """The method's own arguments of a pipeline call, beside the usual diffusers ones."""
+    def call_kwargs(self, save_attention: bool = False, rows: int = 1) -> dict[str, Any]:
+        """The method's own arguments of a pipeline call of ``rows`` prompts, beside the usual diffusers ones."""
         kwargs: dict[str, Any] = {}
         if self.co_generates_intrinsics:
             kwargs["schedule"] = self.schedule
+        if self.given_intrinsics is not None:
+            from .intrinsics import Intrinsics
+
+            maps = self.given_intrinsics
+            kwargs["given_intrinsics"] = Intrinsics(
+                *(getattr(maps, name).expand(rows, -1, -1, -1) for name in ("depth", "normal", "segmentation", "lines"))
+            )
         if self.spatial_guidance is not None:
             kwargs["spatial_guidance"] = replace(self.spatial_guidance, record_maps=save_attention)
         return kwargs

@@ -46,6 +46,12 @@ def generate(
     schedule: str | None = typer.Option(
         None, "--schedule", help="I-LDM cross-domain weights: drop, gaussian or none (default: the model's)."
     ),
+    given: str | None = typer.Option(
+        None,
+        "--given",
+        help="I-LDM: images that follow given maps, e.g. depth=d.png,segmentation=s.png (depth or normal needed; "
+        "the rest is completed from them).",
+    ),
     loss: str | None = typer.Option(
         None, "--loss", help="InfSplign loss: sigmoid, gelu, leaky_relu or relu (default: sigmoid)."
     ),
@@ -140,6 +146,17 @@ def generate(
         spatial_guidance=config,
         guidance_weight=weight,
     )
+    if given is not None:
+        from ..ildm.given import load_given_maps, parse_given
+        from ..intrinsics import Intrinsics
+
+        files = parse_given(given)
+        if not generator.co_generates_intrinsics:
+            raise ValueError("--given needs --method ildm (an I-LDM model trained with --p-intrinsic-clean)")
+        maps = load_given_maps(files, settings.size or native_size(generator.pipe))
+        generator = generator.with_given(
+            Intrinsics(*(torch.from_numpy(m) for m in (maps.depth, maps.normal, maps.segmentation, maps.lines)))
+        )
     if lora is not None:
         if generator.co_generates_intrinsics:
             raise ValueError("--lora is not supported with I-LDM methods yet; use --method sd or infsplign")
@@ -168,7 +185,9 @@ def generate(
     metadata = settings_metadata(settings, model, settings.size or native_size(pipe))
     metadata["method"] = method
     if generator.co_generates_intrinsics:
-        metadata["schedule"] = schedule or "default"
+        metadata["schedule"] = schedule or ("none (given maps)" if given else "default")
+    if given is not None:
+        metadata["given"] = given
     if lora is not None:
         metadata["lora"] = {"path": str(lora), "scale": lora_scale}
     if generator.spatial_guidance is not None:

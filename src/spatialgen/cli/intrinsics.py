@@ -24,14 +24,23 @@ def extract_command(
         help="An image dataset (webdataset .tar, .parquet, images + .txt, scenes): training shards with intrinsics.",
     ),
     out: Path = typer.Option(..., "--out", help="--images: NAME.png with NAME.normal.png, ...; --source: a dataset."),
-    method: str = typer.Option("ilora", "--method", help="--images: ilora (LoRA adapters) or estimator."),
+    method: str = typer.Option(
+        "ilora",
+        "--method",
+        help="--images: ilora (LoRA adapters), estimator, or ildm (an I-LDM trained to read images: --model).",
+    ),
     intrinsics: str = typer.Option(
-        "normal,depth", "--intrinsics", help="--images: comma-separated normal, depth, albedo, shading."
+        "normal,depth",
+        "--intrinsics",
+        help="--images: comma-separated normal, depth, albedo, shading (ilora), or depth, normal, segmentation, "
+        "lines (ildm).",
     ),
     lora: str = typer.Option(
         "embedded", "--lora", help="Adapter folder, or a folder of them ('embedded': the shipped ones)."
     ),
-    model: str = typer.Option("embedded", "--model", help="The base model the adapters were trained on."),
+    model: str = typer.Option(
+        "embedded", "--model", help="The base model the adapters were trained on (ildm: the I-LDM pipeline)."
+    ),
     depth: str = typer.Option(
         "scenes", "--depth", help="--source: scenes, ilora[:FOLDER], a transformers depth model, or none."
     ),
@@ -48,7 +57,9 @@ def extract_command(
     workers: int = typer.Option(2, "--workers", help="Ray Data workers."),
     chunk: int = typer.Option(256, "--chunk", help="--source: images per input shard of a folder."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images per forward pass."),
-    steps: int = typer.Option(25, "--steps", help="Augmented variant: DPM-Solver++ steps."),
+    steps: int = typer.Option(
+        25, "--steps", help="Augmented I-LoRA variant: DPM-Solver++ steps; ildm: denoising steps."
+    ),
     guidance: float = typer.Option(3.0, "--guidance", help="Augmented variant: text guidance scale."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps, or auto (accelerate's device)."),
 ) -> None:
@@ -80,7 +91,9 @@ def extract_command(
 
     from ..ilora.extract import IntrinsicExtractor, extract_folder, list_images
 
-    options = {"steps": steps, "guidance": guidance} if method == "ilora" else {}
+    options = (
+        {"steps": steps, "guidance": guidance} if method == "ilora" else {"steps": steps} if method == "ildm" else {}
+    )
     extractor = IntrinsicExtractor.load(method, intrinsics, lora=lora, model=model, device=device, **options)
     if extractor.model is not None and extractor.model.variant != "augmented":
         extractor.predict_options = {}

@@ -332,6 +332,18 @@ def train_ildm_command(
     config: Path | None = CONFIG,
     base: str | None = typer.Option(None, "--base", help="Base pipeline."),
     rank: int | None = typer.Option(None, "--rank", help="LoRA rank of the intrinsic domain."),
+    placement: str | None = typer.Option(
+        None,
+        "--placement",
+        help="Where the LoRA sits, comma-separated: self-attention (the paper), cross-attention, feed-forward, "
+        "resnets, conv-io.",
+    ),
+    p_image_clean: float | None = typer.Option(
+        None, "--p-image-clean", help="Share of pairs with the image held clean (teaches reading a given image)."
+    ),
+    p_intrinsic_clean: float | None = typer.Option(
+        None, "--p-intrinsic-clean", help="Share of pairs with the intrinsics held clean (teaches following them)."
+    ),
     loss_lambda: float | None = typer.Option(None, "--lambda", help="Weight of the intrinsic term of Eq. 5."),
     steps: int | None = STEPS,
     batch_size: int | None = typer.Option(
@@ -347,7 +359,7 @@ def train_ildm_command(
     resume: str | None = RESUME,
     cpu: bool = CPU,
 ) -> None:
-    """Train I-LDM's intrinsic domain (LoRA on self-attention, Eq. 5) on top of a base pipeline."""
+    """Train I-LDM's intrinsic domain (LoRA, Eq. 5) on a base pipeline; optionally also to read and follow maps."""
     quiet_libraries()
     from ..ildm.training import ILDMTrainConfig, train_ildm
 
@@ -359,6 +371,9 @@ def train_ildm_command(
         intrinsic_vae=intrinsic_vae,
         base=base,
         rank=rank,
+        placement=[p.strip() for p in placement.split(",") if p.strip()] if placement else None,
+        p_image_clean=p_image_clean,
+        p_intrinsic_clean=p_intrinsic_clean,
         loss_lambda=loss_lambda,
         steps=steps,
         batch_size=batch_size,

@@ -23,14 +23,43 @@ LORA_WEIGHTS = "intrinsic_lora.safetensors"
 LORA_CONFIG = "adapter_config.json"
 DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
+#: Where the intrinsic domain's LoRA may sit, by name: the paper's self-attention, and what a small
+#: backbone may need beyond it (its convolutions are otherwise the frozen image model's). Patterns are
+#: matched in full against module names; ``conv-io`` also names PixArt's patch embedding and output layer.
+PLACEMENTS: dict[str, str] = {
+    "self-attention": "",  # built from ``targets`` by _self_attention_pattern
+    "cross-attention": r".*attn2\.(to_q|to_k|to_v|to_out\.0)",
+    "feed-forward": r".*\.ff\.net\.(0\.proj|2)",
+    "resnets": r".*resnets\.\d+\.(conv1|conv2)",
+    "conv-io": r"(conv_in|conv_out|pos_embed\.proj|proj_out)",
+}
+DEFAULT_PLACEMENT = ("self-attention",)
 
-def _target_pattern(targets: Sequence[str]) -> str:
+
+def _self_attention_pattern(targets: Sequence[str]) -> str:
     allowed = set(DEFAULT_TARGETS)
     unknown = [t for t in targets if t not in allowed]
     if unknown or not targets:
         raise ValueError(f"LoRA targets must be a non-empty subset of {DEFAULT_TARGETS}, got {list(targets)}")
     names = "|".join(t.replace(".", r"\.") for t in targets)
-    return rf".*attn1\.({names})$"
+    return rf".*attn1\.({names})"
+
+
+def check_placement(placement: Sequence[str]) -> tuple[str, ...]:
+    """The placement as a tuple in canonical order; raises on unknown names or a missing self-attention."""
+    unknown = [p for p in placement if p not in PLACEMENTS]
+    if unknown:
+        raise ValueError(f"unknown LoRA placement {unknown}; choose from {', '.join(PLACEMENTS)}")
+    if "self-attention" not in placement:
+        raise ValueError("the placement must include self-attention: cross-domain attention lives there")
+    return tuple(p for p in PLACEMENTS if p in placement)
+
+
+def _target_pattern(targets: Sequence[str], placement: Sequence[str] = DEFAULT_PLACEMENT) -> str:
+    """One regular expression (peft matches it in full against module names) for the chosen placement."""
+    patterns = [_self_attention_pattern(targets)]
+    patterns += [PLACEMENTS[p] for p in check_placement(placement) if p != "self-attention"]
+    return "|".join(f"(?:{p})" for p in patterns) if len(patterns) > 1 else patterns[0] + "$"
 
 
 def install_cross_domain(
@@ -41,8 +70,15 @@ def install_cross_domain(
     targets: Sequence[str] = DEFAULT_TARGETS,
     init_lora_weights: bool | str = True,
     freeze_base: bool = True,
+    placement: Sequence[str] = DEFAULT_PLACEMENT,
 ) -> CrossDomainState:
-    """Give ``model`` an intrinsic domain: LoRA (rank, alpha) on its attn1 projections and cross-domain processors.
+    """Give ``model`` an intrinsic domain: LoRA (rank, alpha) and cross-domain processors on its attn1 layers.
+
+    ``placement`` says where else the intrinsic LoRA sits (:data:`PLACEMENTS`): the paper puts it
+    on self-attention only; a small UNet whose every convolution is the image model's may need it in
+    its ResNet convolutions, ``conv_in`` / ``conv_out``, cross-attention or feed-forward layers too.
+    Outside attn1 the LoRA acts on the intrinsic rows of a joint batch only (a forward hook reads the
+    state's layout), so the image domain stays the base model everywhere.
 
     Returns the shared state that the pipeline or trainer drives. With ``init_lora_weights=True``
     peft initialises B = 0, so a freshly installed domain starts as the base model.
@@ -51,6 +87,7 @@ def install_cross_domain(
 
     if rank <= 0:
         raise ValueError(f"LoRA rank must be positive, got {rank}")
+    placement = check_placement(placement)
     state = state if state is not None else CrossDomainState()
     numbers = block_numbers(model)
     if not numbers:
@@ -58,7 +95,7 @@ def install_cross_domain(
     config = LoraConfig(
         r=rank,
         lora_alpha=alpha if alpha is not None else rank,
-        target_modules=_target_pattern(targets),
+        target_modules=_target_pattern(targets, placement),
         init_lora_weights=init_lora_weights,
     )
     inject_adapter_in_model(config, model, adapter_name=ADAPTER)
@@ -66,11 +103,53 @@ def install_cross_domain(
     for name, block in numbers.items():
         processors[name] = CrossDomainAttnProcessor(state, block)
     model.set_attn_processor(processors)
+    _route_to_intrinsic_rows(model, state)
     if freeze_base:
         for name, parameter in model.named_parameters():
             parameter.requires_grad_(f".lora_A.{ADAPTER}." in name or f".lora_B.{ADAPTER}." in name)
-    model.spatialgen_lora_config = {"rank": rank, "alpha": config.lora_alpha, "targets": list(targets)}
+    model.spatialgen_lora_config = {
+        "rank": rank,
+        "alpha": config.lora_alpha,
+        "targets": list(targets),
+        "placement": list(placement),
+    }
     return state
+
+
+def _route_to_intrinsic_rows(model: torch.nn.Module, state: CrossDomainState) -> list[str]:
+    """Outside attn1, take the intrinsic adapter out of peft's forward and add it back on intrinsic rows only.
+
+    attn1's projections are applied by the cross-domain processor itself (it calls the base layer
+    and adds the LoRA per domain), so only the other LoRA layers need this. Returns their names.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    routed = []
+    for name, module in model.named_modules():
+        if not isinstance(module, LoraLayer) or ADAPTER not in module.lora_A or ".attn1." in f".{name}.":
+            continue
+        module._active_adapter = [a for a in module.active_adapters if a != ADAPTER]
+        module.register_forward_hook(_intrinsic_rows_hook(state))
+        routed.append(name)
+    return routed
+
+
+def _intrinsic_rows_hook(state: CrossDomainState):
+    from .projections import add_lora, lora_delta
+
+    def hook(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        layout = state.layout
+        if layout is None:
+            return output  # no joint batch: the base model
+        x = args[0]
+        layout.check(x.shape[0])
+        n = layout.stacked_n
+        if n is not None:  # cat([images, intrinsics]): a slice, not a gather
+            delta = lora_delta(module, x[n:], ADAPTER)
+            return torch.cat([output[:n], output[n:] + delta.to(output.dtype)])
+        return add_lora(output, module, x, layout.intrinsic_rows, ADAPTER)
+
+    return hook
 
 
 def lora_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -96,8 +175,9 @@ def save_intrinsic_lora(model: torch.nn.Module, folder: str | os.PathLike[str]) 
         "peft_type": "LORA",
         "r": settings["rank"],
         "lora_alpha": settings["alpha"],
-        "target_modules": _target_pattern(settings["targets"]),
+        "target_modules": _target_pattern(settings["targets"], settings["placement"]),
         "spatialgen_targets": settings["targets"],
+        "spatialgen_placement": settings["placement"],
     }
     atomic_write_json(folder / LORA_CONFIG, peft_config)
     return folder
@@ -116,7 +196,12 @@ def load_intrinsic_lora(
         raise FileNotFoundError(f"no intrinsic LoRA in {str(folder)!r} (expected {LORA_CONFIG} and {LORA_WEIGHTS})")
     config = json.loads(config_path.read_text())
     state = install_cross_domain(
-        model, state, rank=config["r"], alpha=config["lora_alpha"], targets=config["spatialgen_targets"]
+        model,
+        state,
+        rank=config["r"],
+        alpha=config["lora_alpha"],
+        targets=config["spatialgen_targets"],
+        placement=config.get("spatialgen_placement", DEFAULT_PLACEMENT),  # folders from before placements
     )
     result = set_peft_model_state_dict(model, load_file(str(weights_path)), adapter_name=ADAPTER)
     missing = [k for k in getattr(result, "unexpected_keys", []) if "lora" in k]
@@ -151,7 +236,8 @@ def load_image_lora(
     for name, module in model.named_modules():
         if not isinstance(module, LoraLayer) or adapter_name not in module.lora_A:
             continue
-        module._active_adapter = [a for a in module.active_adapters if a != adapter_name]
+        # peft's own forward applies neither adapter: each is added on its own domain's rows
+        module._active_adapter = [a for a in module.active_adapters if a not in (adapter_name, ADAPTER)]
         if ".attn1." not in f".{name}.":
             module.register_forward_hook(_image_rows_hook(state, adapter_name, scale))
         reached.append(name)

@@ -16,6 +16,13 @@ return an output dataclass. What differs from ``StableDiffusionPipeline``:
 * the output carries the decoded images, the decoded :class:`~spatialgen.intrinsics.Intrinsics`
   and the intrinsic latents.
 
+One model, three jobs (beyond the paper, as JointDiT; the LoRA must be trained for them with
+``p_image_clean`` / ``p_intrinsic_clean``): ``image=`` holds the image domain clean at timestep 0
+(its latents are the given image's and never change) and denoises the intrinsics, i.e. reads the
+maps of a given image; ``given_intrinsics=`` holds the intrinsic domain clean and draws an image
+that follows the given maps. A held domain is fed at timestep 0 every step, with w = 1 unless a
+schedule is passed (the weight training used).
+
 ``save_pretrained`` writes a plain diffusers folder (the UNet without its LoRA, so the base
 weights stay loadable by any tool) plus ``intrinsic_lora/`` (peft format) and ``ildm.json`` (the
 default schedule and LoRA settings); ``from_pretrained`` puts them back together.
@@ -48,7 +55,7 @@ from .adapter import install_cross_domain, load_intrinsic_lora, save_intrinsic_l
 from .attention import CrossDomainState, JointLayout
 from .backbones import Conditioning, encode, encode_sd, family_of, predict
 from .intrinsic_vae import decode_intrinsics
-from .schedules import WeightSchedule, resolve_schedule, schedule_from_dict, schedule_to_dict
+from .schedules import ConstantSchedule, WeightSchedule, resolve_schedule, schedule_from_dict, schedule_to_dict
 
 ILDM_CONFIG = "ildm.json"
 LORA_FOLDER = "intrinsic_lora"
@@ -106,14 +113,15 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
         lora: str | os.PathLike[str] | None = None,
         rank: int = 32,
         schedule: str | WeightSchedule = "drop",
+        placement: tuple[str, ...] = ("self-attention",),
     ) -> IntrinsicLDMPipeline:
         """From a base pipeline's components (SD, SDXL or PixArt-alpha; the I-LDM class follows the base):
-        install the intrinsic domain (new, or a saved LoRA folder)."""
+        install the intrinsic domain (new, or a saved LoRA folder; ``placement`` as in ``install_cross_domain``)."""
         pipe = pipeline_class_for(base).from_components(base, intrinsic_vae)
         if lora is not None:
             pipe.cross_domain = load_intrinsic_lora(pipe.denoiser, lora)
         else:
-            pipe.cross_domain = install_cross_domain(pipe.denoiser, rank=rank)
+            pipe.cross_domain = install_cross_domain(pipe.denoiser, rank=rank, placement=placement)
         pipe.default_schedule = resolve_schedule(schedule)
         return pipe
 
@@ -199,6 +207,46 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
             kwargs["generator"] = generator
         return kwargs
 
+    def _held_size(self, image: Any, given_intrinsics: Intrinsics | None) -> tuple[int, int]:
+        """(height, width) of the held domain's input."""
+        if image is not None and given_intrinsics is not None:
+            raise ValueError("hold one domain at most: pass image= (read its maps) or given_intrinsics= (follow them)")
+        if given_intrinsics is not None:
+            return tuple(given_intrinsics.depth.shape[-2:])
+        if isinstance(image, torch.Tensor):
+            return tuple(image.shape[-2:])
+        first = image[0] if isinstance(image, list | tuple) else image
+        return first.size[1], first.size[0]
+
+    def _held_latents(
+        self,
+        image: Any,
+        given_intrinsics: Intrinsics | None,
+        n_prompts: int,
+        per_prompt: int,
+        shape: tuple[int, ...],
+        device: torch.device,
+    ) -> torch.Tensor | None:
+        """The clean latents of the held domain, one row per output image (each prompt's repeated), or None."""
+        if image is None and given_intrinsics is None:
+            return None
+        if image is not None:
+            pixels = image if isinstance(image, torch.Tensor) else self.image_processor.preprocess(image)
+            pixels = pixels.to(device, self.vae.dtype)
+            if pixels.ndim != 4 or pixels.shape[1] != 3:
+                raise ValueError(f"image= takes RGB images (N, 3, H, W) in [-1, 1], got shape {tuple(pixels.shape)}")
+            held = self.vae.encode(pixels).latent_dist.mean * self.vae.config.scaling_factor
+        else:
+            from .intrinsic_vae import encode_intrinsics
+
+            held = encode_intrinsics(self.intrinsic_vae, given_intrinsics)
+        if held.shape[0] != n_prompts:
+            raise ValueError(f"give one held image or map set per prompt: {held.shape[0]} for {n_prompts} prompt(s)")
+        held = held.repeat_interleave(per_prompt, dim=0)
+        if tuple(held.shape) != tuple(shape):
+            raise ValueError(f"the held input encodes to latents {tuple(held.shape)}, the sample needs {tuple(shape)}")
+        return held
+
     @torch.no_grad()
     def __call__(
         self,
@@ -218,17 +266,27 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
         callback_on_step_end: Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]] | None = None,
         spatial_guidance: InfSplignConfig | None = None,
         triplets: list[SpatialTriplet | None] | None = None,
+        image: Any = None,
+        given_intrinsics: Intrinsics | None = None,
     ) -> IntrinsicLDMPipelineOutput | tuple[Any, Intrinsics, torch.Tensor]:
         """Images and intrinsics for ``prompt``; ``spatial_guidance`` (an ``InfSplignConfig``) steers the image domain.
 
         With InfSplign the gradient pass runs the conditional rows of both domains together (the
         image attends to its intrinsic partner, as in sampling) and the update goes to the image
         domain's noise only; the intrinsic domain follows through cross-domain attention.
+
+        ``image`` (PIL images, or a tensor in [-1, 1], one per prompt) reads the intrinsics of given
+        images; ``given_intrinsics`` (:class:`~spatialgen.intrinsics.Intrinsics` in [0, 1], one per
+        prompt) draws images that follow given maps. See the module docstring.
         """
         denoiser = self.denoiser
+        if image is not None or given_intrinsics is not None:
+            held_size = self._held_size(image, given_intrinsics)
+            height, width = height or held_size[0], width or held_size[1]
         height = height or denoiser.config.sample_size * self.vae_scale_factor
         width = width or denoiser.config.sample_size * self.vae_scale_factor
         prompts = self.check_inputs(prompt, height, width, num_inference_steps, guidance_scale)
+        n_prompts = len(prompts)
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
         device = self._execution_device
         cfg = guidance_scale > 1.0
@@ -255,6 +313,15 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
             latents = randn_tensor(shape, generator=generator, device=device, dtype=text.hidden.dtype)
         latents = latents.to(device) * self.scheduler.init_noise_sigma
         intrinsic = latents.clone()  # the same initial noise for both domains
+        held = self._held_latents(image, given_intrinsics, n_prompts, num_images_per_prompt, shape, device)
+        if held is not None and spatial_guidance is not None:
+            raise ValueError("InfSplign guides free generation; it cannot be combined with image= or given_intrinsics=")
+        held_image = held is not None and image is not None
+        held_intrinsic = held is not None and given_intrinsics is not None
+        if held_image:
+            latents = held.to(text.hidden.dtype)
+        if held_intrinsic:
+            intrinsic = held.to(text.hidden.dtype)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         intrinsic_scheduler = copy.deepcopy(self.scheduler)
         image_kwargs = self._step_kwargs(self.scheduler, generator, eta)
@@ -262,7 +329,12 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
 
         state = self.cross_domain
         assert state is not None
-        state.schedule = resolve_schedule(schedule) if schedule is not None else self.default_schedule
+        if schedule is not None:
+            state.schedule = resolve_schedule(schedule)
+        elif held is not None:
+            state.schedule = ConstantSchedule(1.0)  # the weight a held domain was trained with
+        else:
+            state.schedule = self.default_schedule
         per_domain = 2 * len(prompts) if cfg else len(prompts)
         joint_layout = JointLayout.stacked(per_domain, device=device)
         state.layout = joint_layout
@@ -293,7 +365,7 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
         try:
             with capturing(denoiser, capture_layers) as capture:
                 for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-                    state.timestep = float(t)
+                    state.timestep = 0.0 if held_image else float(t)  # the image queries' timestep
                     offset = None
                     if guide is not None and guide.wants(i, steps):
                         latents, offset = guide.step(
@@ -301,16 +373,25 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
                         )
                     x_in = torch.cat([latents] * 2) if cfg else latents
                     i_in = torch.cat([intrinsic] * 2) if cfg else intrinsic
-                    joint = torch.cat(
-                        [self.scheduler.scale_model_input(x_in, t), intrinsic_scheduler.scale_model_input(i_in, t)]
-                    )
-                    noise = predict(denoiser, joint, t, joint_text)
+                    # A held domain is clean: fed as it is, at timestep 0, and never stepped.
+                    x_in = x_in if held_image else self.scheduler.scale_model_input(x_in, t)
+                    i_in = i_in if held_intrinsic else intrinsic_scheduler.scale_model_input(i_in, t)
+                    timesteps = t
+                    if held is not None:
+                        now = t.reshape(1).expand(per_domain)
+                        zero = torch.zeros_like(now)
+                        timesteps = torch.cat([zero if held_image else now, zero if held_intrinsic else now])
+                    noise = predict(denoiser, torch.cat([x_in, i_in]), timesteps, joint_text)
                     noise_image, noise_intrinsic = noise[:per_domain], noise[per_domain:]
                     scale = guidance_scale if cfg else None
-                    noise_image = combine_guidance(noise_image, scale, offset)
-                    noise_intrinsic = combine_guidance(noise_intrinsic, scale)
-                    latents = self.scheduler.step(noise_image, t, latents, **image_kwargs).prev_sample
-                    intrinsic = intrinsic_scheduler.step(noise_intrinsic, t, intrinsic, **intrinsic_kwargs).prev_sample
+                    if not held_image:
+                        noise_image = combine_guidance(noise_image, scale, offset)
+                        latents = self.scheduler.step(noise_image, t, latents, **image_kwargs).prev_sample
+                    if not held_intrinsic:
+                        noise_intrinsic = combine_guidance(noise_intrinsic, scale)
+                        intrinsic = intrinsic_scheduler.step(
+                            noise_intrinsic, t, intrinsic, **intrinsic_kwargs
+                        ).prev_sample
                     if callback_on_step_end is not None:
                         outputs = callback_on_step_end(self, i, t, {"latents": latents, "intrinsic_latents": intrinsic})
                         latents = outputs.get("latents", latents)

@@ -6,27 +6,41 @@ each pair, independent noises eps_x and eps_i, runs the joint batch with w = 1 a
 
     ||eps_x_hat - eps_x||^2 + lambda * ||eps_i_hat - eps_i||^2
 
-(the image term trains the LoRA to send the image domain useful keys and values). Batches are a
+(the image term trains the LoRA to send the image domain useful keys and values).
+
+Beyond the paper (JointDiT's independent noise levels): with probability ``p_image_clean`` a pair
+holds its image clean (timestep 0, the latent itself) while the intrinsics are noised, and with
+``p_intrinsic_clean`` the other way round. A clean domain has no loss term. The one model then
+also reads the intrinsics of a given image (image held clean) and draws an image for given
+intrinsics (intrinsics held clean); see :mod:`spatialgen.ildm.pipeline`. Batches are a
 function of (seed, step), checkpoints hold only the LoRA and the optimizer, so a resumed run is
 bit-identical to an uninterrupted one and checkpoints stay small on real checkpoints too.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..fileio import replace_dir
 from ..models.data import SceneTensors, batch_generator, draw_captions, draw_indices
 from ..models.objectives import denoising_target
 from ..models.training import encode_dataset
 from ..scenes.captions import DEFAULT_CAPTION_MIX, check_caption_mix
-from ..training_harness import ParameterState, open_run, progress, resume_step, save_checkpoint
+from ..training_harness import (
+    ParameterState,
+    checkpoint_seconds,
+    find_resume,
+    open_run,
+    progress,
+    resume_step,
+    save_checkpoint,
+)
 from .adapter import lora_parameters
 from .attention import JointLayout
 from .backbones import Conditioning, encode, predict
@@ -51,6 +65,9 @@ class ILDMTrainConfig:
     intrinsic_vae: str
     base: str = "embedded"
     rank: int = 32  # LoRA rank of the intrinsic domain (alpha = rank)
+    placement: list[str] = field(default_factory=lambda: ["self-attention"])  # where the LoRA sits (adapter.PLACEMENTS)
+    p_image_clean: float = 0.0  # share of pairs whose image is held clean (estimation training)
+    p_intrinsic_clean: float = 0.0  # share of pairs whose intrinsics are held clean (conditioned generation)
     loss_lambda: float = 1.0
     steps: int = 2000
     batch_size: int = 16
@@ -73,6 +90,15 @@ class ILDMTrainConfig:
             raise ValueError(f"ema_decay must be in (0, 1) or unset, got {self.ema_decay}")
         if self.loss_lambda < 0:
             raise ValueError(f"loss_lambda must be >= 0, got {self.loss_lambda}")
+        from .adapter import check_placement
+
+        self.placement = list(check_placement(self.placement))  # a list, as config.json stores it
+        clean = (self.p_image_clean, self.p_intrinsic_clean)
+        if min(clean) < 0 or sum(clean) >= 1:
+            raise ValueError(
+                f"p_image_clean and p_intrinsic_clean must be >= 0 and sum to less than 1 (some pairs must be "
+                f"noised together for joint generation), got {clean}"
+            )
         check_caption_mix(self.caption_mix)
         return self
 
@@ -86,26 +112,45 @@ def joint_loss(
     text: torch.Tensor | Conditioning,
     generator: torch.Generator,
     loss_lambda: float,
+    p_image_clean: float = 0.0,
+    p_intrinsic_clean: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Eq. 5 on one batch: (loss, image term, intrinsic term). Shared t per pair, independent noises.
 
     ``text`` is the batch's conditioning (:class:`~spatialgen.ildm.backbones.Conditioning`, or SD
-    text embeddings); ``unet`` any backbone's denoiser.
+    text embeddings); ``unet`` any backbone's denoiser. With ``p_image_clean`` / ``p_intrinsic_clean``
+    (module docstring) some pairs hold one domain clean at timestep 0; each term averages over the
+    rows of its domain that were noised. With both at 0 the draws are exactly those of Eq. 5 alone.
     """
     cond = text if isinstance(text, Conditioning) else Conditioning(text)
     n = x0.shape[0]
     t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (n,), generator=generator).to(x0.device)
     eps_x = torch.randn(x0.shape, generator=generator).to(x0.device)
     eps_i = torch.randn(i0.shape, generator=generator).to(x0.device)
-    joint = torch.cat([noise_scheduler.add_noise(x0, eps_x, t), noise_scheduler.add_noise(i0, eps_i, t)])
+    x_t, i_t = noise_scheduler.add_noise(x0, eps_x, t), noise_scheduler.add_noise(i0, eps_i, t)
+    t_x, t_i = t, t
+    image_clean = intrinsic_clean = torch.zeros(n, dtype=torch.bool, device=x0.device)
+    if p_image_clean > 0 or p_intrinsic_clean > 0:
+        u = torch.rand(n, generator=generator).to(x0.device)
+        image_clean, intrinsic_clean = u < p_image_clean, (u >= p_image_clean) & (u < p_image_clean + p_intrinsic_clean)
+        x_t = torch.where(image_clean[:, None, None, None], x0, x_t)
+        i_t = torch.where(intrinsic_clean[:, None, None, None], i0, i_t)
+        t_x, t_i = torch.where(image_clean, 0, t), torch.where(intrinsic_clean, 0, t)
     state.schedule, state.layout = ConstantSchedule(1.0), JointLayout.stacked(n, device=x0.device)
     try:
-        pred = predict(unet, joint, torch.cat([t, t]), cond.twice())
+        pred = predict(unet, torch.cat([x_t, i_t]), torch.cat([t_x, t_i]), cond.twice())
     finally:
         state.layout = None
-    image_term = F.mse_loss(pred[:n].float(), denoising_target(noise_scheduler, x0, eps_x, t).float())
-    intrinsic_term = F.mse_loss(pred[n:].float(), denoising_target(noise_scheduler, i0, eps_i, t).float())
+    image_term = _masked_mse(pred[:n], denoising_target(noise_scheduler, x0, eps_x, t), ~image_clean)
+    intrinsic_term = _masked_mse(pred[n:], denoising_target(noise_scheduler, i0, eps_i, t), ~intrinsic_clean)
     return image_term + loss_lambda * intrinsic_term, image_term, intrinsic_term
+
+
+def _masked_mse(pred: torch.Tensor, target: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the rows ``rows`` (bool, one per sample); 0 (with a gradient path) if none."""
+    per_row = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
+    weights = rows.to(per_row.dtype)
+    return (per_row * weights).sum() / weights.sum().clamp(min=1.0)
 
 
 def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = False) -> Path:
@@ -121,7 +166,7 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
     torch.manual_seed(cfg.seed)
     base = load_base_pipeline(cfg.base)
     intrinsic_vae = AutoencoderKL.from_pretrained(cfg.intrinsic_vae, use_safetensors=True)
-    pipe = IntrinsicLDMPipeline.from_base(base, intrinsic_vae, rank=cfg.rank)
+    pipe = IntrinsicLDMPipeline.from_base(base, intrinsic_vae, rank=cfg.rank, placement=cfg.placement)
     pipe.set_progress_bar_config(disable=True)
     unet, state = pipe.denoiser, pipe.cross_domain
     for name in ("vae", "intrinsic_vae", "text_encoder", "text_encoder_2"):
@@ -136,6 +181,7 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
 
         ema = EMAModel(params, decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
     start = resume_step(run, resume, {"lora": holder}, optimizer, ema)
+    seconds = checkpoint_seconds(find_resume(run, resume))  # training time of earlier sessions of this run
 
     device = accelerator.device
     scenes = SceneTensors.from_shards(cfg.data, cfg.max_scenes)
@@ -148,6 +194,7 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
     pipe.text_encoder.to(device)
     unet.train()
     bar = progress("I-LDM LoRA", start, cfg.steps, accelerator.is_main_process)
+    clock = time.perf_counter()
     for step in bar:
         rng = batch_generator(cfg.seed + 2, step, accelerator.process_index)
         idx = draw_indices(rng, len(scenes), cfg.batch_size)
@@ -158,7 +205,16 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
         with torch.no_grad():
             text = encode(pipe, prompts, device, False, None, (scenes.resolution, scenes.resolution))
         loss, image_term, intrinsic_term = joint_loss(
-            unet, state, noise_scheduler, x0.to(device), i0.to(device), text, gen, cfg.loss_lambda
+            unet,
+            state,
+            noise_scheduler,
+            x0.to(device),
+            i0.to(device),
+            text,
+            gen,
+            cfg.loss_lambda,
+            cfg.p_image_clean,
+            cfg.p_intrinsic_clean,
         )
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(params, 1.0)
@@ -169,7 +225,8 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
         bar.set_postfix(image=f"{image_term.item():.4f}", intrinsic=f"{intrinsic_term.item():.4f}")
         done = step + 1
         if accelerator.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-            save_checkpoint(run, "diffusion", done, {"lora": holder}, optimizer, ema, cfg.keep_checkpoints)
+            elapsed = seconds + time.perf_counter() - clock  # sample grids below are not training time
+            save_checkpoint(run, "diffusion", done, {"lora": holder}, optimizer, ema, cfg.keep_checkpoints, elapsed)
             if ema is not None:
                 ema.store(params)
                 ema.copy_to(params)
@@ -177,6 +234,7 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
             if ema is not None:
                 ema.restore(params)
             unet.train()
+            clock, seconds = time.perf_counter(), elapsed
     if ema is not None:
         ema.copy_to(params)  # ship the EMA weights
     pipe.register_modules(**{pipe.denoiser_name: accelerator.unwrap_model(unet).eval()})
@@ -184,6 +242,47 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
     with replace_dir(folder) as tmp:
         pipe.save_pretrained(tmp)
     return folder
+
+
+def pipeline_at_checkpoint(run: str | Path, checkpoint: str | Path = "latest", ema: bool = True) -> Any:
+    """The I-LDM pipeline of a run as it stood at one checkpoint (EMA weights where the run keeps them).
+
+    For learning curves: a run keeps ``keep_checkpoints`` of them, each holding only the LoRA. The
+    checkpoint's training seconds are in ``pipe.training_seconds``.
+    """
+    import json
+
+    from diffusers import AutoencoderKL
+
+    from .pipeline import IntrinsicLDMPipeline
+
+    run = Path(run)
+    folder = find_resume(run, str(checkpoint))
+    if folder is None:
+        raise FileNotFoundError(f"no checkpoint in {run / 'checkpoints'}")
+    cfg = ILDMTrainConfig(**json.loads((run / "config.json").read_text())).validate()
+    intrinsic_vae = AutoencoderKL.from_pretrained(cfg.intrinsic_vae, use_safetensors=True)
+    pipe = IntrinsicLDMPipeline.from_base(
+        load_base_pipeline(cfg.base), intrinsic_vae, rank=cfg.rank, placement=cfg.placement
+    )
+    from safetensors.torch import load_file
+
+    params = lora_parameters(pipe.denoiser)
+    source = folder / "ema.safetensors"
+    if ema and source.is_file():
+        shadow = load_file(str(source))
+        values = [shadow[f"{i:05d}"] for i in range(len(params))]
+    else:
+        saved = load_file(str(folder / "lora.safetensors"))
+        values = [saved[f"params.{i}"] for i in range(len(params))]
+    with torch.no_grad():
+        for parameter, value in zip(params, values, strict=True):
+            parameter.copy_(value)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.denoiser.eval()
+    pipe.training_seconds = checkpoint_seconds(folder)
+    pipe.training_step = int(json.loads((folder / "state.json").read_text())["step"])
+    return pipe
 
 
 def load_base_pipeline(model: str) -> Any:

@@ -27,7 +27,8 @@ from .model import IntrinsicLoRAModel
 from .targets import parse_intrinsics
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-EXTRACT_METHODS = ("ilora", "estimator")
+EXTRACT_METHODS = ("ilora", "estimator", "ildm")
+ILDM_MAPS = ("depth", "normal", "segmentation", "lines")
 
 
 def embedded_adapters_path() -> Path:
@@ -65,7 +66,9 @@ def to_model_input(images: Sequence[Image.Image], side: int) -> torch.Tensor:
 def resize_map(name: str, array: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """A ``(C, h, w)`` map in [0, 1] resized to ``size`` (width, height); normals stay unit vectors."""
     width, height = size
-    if array.shape[-2:] != (height, width):
+    if array.shape[-2:] != (height, width) and name == "segmentation":  # ids: no blended colours between them
+        array = F.interpolate(array[None].float(), size=(height, width), mode="nearest")[0]
+    elif array.shape[-2:] != (height, width):
         array = F.interpolate(array[None].float(), size=(height, width), mode="bilinear", align_corners=False)[0]
         if name == "normal":
             array = (F.normalize(array * 2 - 1, dim=0, eps=1e-6) + 1) * 0.5
@@ -80,6 +83,7 @@ class IntrinsicExtractor:
     model: IntrinsicLoRAModel | None = None
     estimator: Any = None
     predict_options: dict[str, Any] = field(default_factory=dict)
+    ildm: Any = None  # an IntrinsicLDMPipeline trained to read images (its image domain held clean)
 
     @classmethod
     def load(
@@ -91,7 +95,11 @@ class IntrinsicExtractor:
         device: str = "cpu",
         **predict_options: Any,
     ) -> IntrinsicExtractor:
-        """``method`` "ilora" loads the adapters of ``lora`` onto ``model``; "estimator" the embedded estimator."""
+        """``method`` "ilora" loads the adapters of ``lora`` onto ``model``; "estimator" the embedded estimator;
+        "ildm" the I-LDM ``model`` (``embedded`` or a pipeline folder), which denoises the maps of the given
+        image with the image domain held clean (depth, normal, segmentation and lines)."""
+        if method == "ildm":
+            return cls._load_ildm(intrinsics, model, device, **predict_options)
         names = parse_intrinsics(intrinsics)
         if method == "estimator":
             from ..eval.scene.scene_estimator import SceneEstimator
@@ -125,8 +133,31 @@ class IntrinsicExtractor:
             loaded.load(folders[name])
         return cls(names, model=loaded, predict_options=predict_options)
 
+    @classmethod
+    def _load_ildm(
+        cls, intrinsics: str | Sequence[str], model: str, device: str, **predict_options: Any
+    ) -> IntrinsicExtractor:
+        from ..ildm.pipeline import load_ildm_pipeline
+        from ..models.pipeline import model_card
+
+        parts = intrinsics.split(",") if isinstance(intrinsics, str) else list(intrinsics)
+        names = tuple(dict.fromkeys(part.strip() for part in parts if part.strip()))
+        unknown = [n for n in names if n not in ILDM_MAPS]
+        if unknown or not names:
+            raise ValueError(f"I-LDM reads {', '.join(ILDM_MAPS)}; got {list(names)} (set --intrinsics)")
+        pipe = load_ildm_pipeline(model, device)
+        card = model_card(pipe)
+        if str(model) == "embedded" and not card.get("training", {}).get("p_image_clean"):
+            raise ValueError(
+                "this embedded I-LDM was not trained to read images (p_image_clean = 0); "
+                "train one with `spatialgen train ildm --p-image-clean 0.2` and pass --model RUN/pipeline"
+            )
+        return cls(names, ildm=pipe, predict_options=predict_options)
+
     @property
     def resolution(self) -> int:
+        if self.ildm is not None:
+            return int(self.ildm.unet.config.sample_size * self.ildm.vae_scale_factor)
         if self.model is not None:
             pipe = self.model.pipe
             return int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
@@ -138,7 +169,18 @@ class IntrinsicExtractor:
         side = self.resolution
         batch = to_model_input(rgb, side)
         predicted: dict[str, torch.Tensor] = {}
-        if self.estimator is not None:
+        if self.ildm is not None:
+            options = {"steps": 25, **self.predict_options}
+            out = self.ildm(
+                [""] * len(rgb),  # no caption: the image says what is there (training drops captions 10% of the time)
+                image=batch,
+                num_inference_steps=int(options["steps"]),
+                guidance_scale=1.0,
+                generator=torch.Generator().manual_seed(seed),
+                output_type="latent",
+            )
+            predicted = {name: getattr(out.intrinsics, name).float().cpu() for name in self.intrinsics}
+        elif self.estimator is not None:
             estimated = self.estimator.estimate(batch)
             predicted["depth"] = torch.from_numpy(estimated.depth)[:, None]
             predicted["normal"] = (torch.from_numpy(estimated.normal).permute(0, 3, 1, 2) + 1) * 0.5
