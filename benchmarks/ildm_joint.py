@@ -3,6 +3,8 @@
     python benchmarks/ildm_joint.py consistency [--model embedded] [--prompts 128] [--seeds 2] [--out runs/ildm-bench]
     python benchmarks/ildm_joint.py curve --run runs/ildm [--prompts 32]     # every kept checkpoint of a run
     python benchmarks/ildm_joint.py table [--out runs/ildm-bench]            # the README tables, from saved rows
+    python benchmarks/ildm_joint.py readers [--model embedded] [--renders 256]   # maps of given images
+    python benchmarks/ildm_joint.py given [--model embedded] [--renders 128]     # images for given maps
 
 ``consistency``: for held-out prompts of three kinds (attributes: 1-3 objects; 2d and 3d
 relations; :mod:`spatialgen.eval.runs.ildm_consistency`), x ``--seeds`` seeds, the base model's
@@ -45,6 +47,9 @@ SHOWN = (
     ("normal_object_mean", "normals on objects", 1),
     ("seg_iou", "segmentation foreground IoU", 1),
     ("count_agrees", "segment count agrees", 100),
+    ("visor_uncond", "VISOR uncond (2D)", 100),
+    ("visor_cond", "VISOR cond (2D)", 100),
+    ("rel3d_uncond", "3D relation accuracy", 100),
 )
 
 
@@ -56,7 +61,8 @@ def scene_config():
     return model_scene_config(model_card(load_pipeline("embedded")))
 
 
-def measure(pipe, prompts: list[str], seeds: int, steps: int, schedule: str | None) -> ConsistencyRecords:
+def measure(pipe, prompts: list[str], seeds: int, steps: int, schedule: str | None, renders=None):
+    """(per-sample records, CMMD to ``renders`` or None) of the pipeline's images for ``prompts`` x ``seeds``."""
     from spatialgen.eval.scene.recogniser import SceneRecogniser
     from spatialgen.eval.scene.scene_estimator import SceneEstimator
     from spatialgen.generate import GenerationSettings, generate_images
@@ -71,7 +77,20 @@ def measure(pipe, prompts: list[str], seeds: int, steps: int, schedule: str | No
         progress=False,
         schedule=schedule,
     )
-    return measure_results(results, prompts, SceneRecogniser.load(), SceneEstimator.load())
+    records = measure_results(results, prompts, SceneRecogniser.load(), SceneEstimator.load())
+    if renders is None:
+        return records, None
+    from spatialgen.eval.metrics.quality import scene_quality
+
+    return records, scene_quality([r.image for r in results], renders).cmmd_recogniser
+
+
+def held_out_renders(n: int, config) -> list:
+    """Renders of held-out scenes of the model's distribution: CMMD's reference set (as the base's card uses)."""
+    from spatialgen.scenes import make_sample, scene_seed
+    from spatialgen.scenes.held_out import HELD_OUT_SEED
+
+    return [make_sample(scene_seed(HELD_OUT_SEED, i), 64, config).rgb for i in range(n)]
 
 
 def load_rows(path: Path) -> dict[str, dict]:
@@ -87,6 +106,7 @@ def consistency(args) -> None:
     path = out / "consistency.json"
     rows = load_rows(path)
     config = scene_config()
+    renders = held_out_renders(args.prompts * args.seeds, config)
     loaded: dict[str, object] = {}
     for kind in args.kinds.split(","):
         prompts = consistency_prompts(kind, args.prompts, config)
@@ -98,10 +118,12 @@ def consistency(args) -> None:
             if which not in loaded:
                 loaded[which] = load_pipeline(args.base) if which == "base" else load_ildm_pipeline(args.model)
             start = time.perf_counter()
-            records = measure(loaded[which], prompts, args.seeds, args.steps, None if row == "base" else row)
+            schedule = None if row == "base" else row
+            records, cmmd = measure(loaded[which], prompts, args.seeds, args.steps, schedule, renders)
             rows[key] = {
                 "settings": settings_of(args),
                 "seconds": time.perf_counter() - start,
+                "cmmd": cmmd,
                 "records": records.to_dict(),
             }
             atomic_write_json(path, rows)
@@ -139,10 +161,16 @@ def table(args) -> None:
         for name, label, scale in SHOWN:
             cells = [cell(records[n], name, scale) for n in names]
             chance = [cell(records[ildm[0]], f"chance_{name}", scale)] if ildm else []
-            print(f"| {label} | " + " | ".join(cells + chance) + " |")
+            if any(cells):
+                print(f"| {label} | " + " | ".join(cells + chance) + " |")
+        cmmd = [rows[f"{n}|{kind}"].get("cmmd") for n in names]
+        if all(c is not None for c in cmmd):
+            print("| CMMD to held-out renders | " + " | ".join(f"{c:.3f}" for c in cmmd) + " |" + " |" * bool(ildm))
         if "base" in records:
             for n in ildm:
-                for name in ("objects_found", "count_exact"):
+                for name in ("objects_found", "count_exact", "visor_uncond", "rel3d_uncond"):
+                    if name not in records[n].values:
+                        continue
                     d = paired_difference(records["base"], records[n], name)
                     verdict = (
                         "unclear" if d["low"] <= 0 <= d["high"] else ("higher" if d["difference"] > 0 else "lower")
@@ -166,7 +194,7 @@ def curve(args) -> None:
         if key in rows and rows[key]["prompts"] == args.prompts:
             continue
         pipe = pipeline_at_checkpoint(run, folder)
-        records = measure(pipe, prompts, args.seeds, args.steps, "drop")
+        records, _ = measure(pipe, prompts, args.seeds, args.steps, "drop")
         rows[key] = {
             "step": step,
             "hours": pipe.training_seconds / 3600,
@@ -213,9 +241,156 @@ def plot_curve(rows: dict, png: Path, title: str) -> None:
     print(f"wrote {png}")
 
 
+def render_set(n: int, config) -> list:
+    """Held-out renders of the model's scene distribution, each with its exact maps."""
+    from spatialgen.scenes import make_sample, scene_seed
+    from spatialgen.scenes.held_out import HELD_OUT_SEED
+
+    return [make_sample(scene_seed(HELD_OUT_SEED, i), 64, config) for i in range(n)]
+
+
+def exact_maps(samples: list) -> dict[str, np.ndarray]:
+    fields = ("depth", "normal", "segmentation", "lines")
+    return {f: np.stack([getattr(s.intrinsics(), f) for s in samples]).astype(np.float64) for f in fields}
+
+
+def summarise(values: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Mean and 95% bootstrap interval of each per-image measure (each image is its own scene)."""
+    from spatialgen.eval.metrics.statistics import bootstrap_interval
+
+    out = {}
+    for name, v in values.items():
+        v = v[~np.isnan(v)]
+        low, high = bootstrap_interval(v)
+        out[name] = {"mean": float(v.mean()), "low": low, "high": high, "n": int(len(v))}
+    return out
+
+
+def per_image_scores(pred: dict[str, np.ndarray], exact: dict[str, np.ndarray], samples: list) -> dict[str, np.ndarray]:
+    """Maps against exact ground truth, per image: depth AbsRel / delta1, normal angle (all, objects), segmentation."""
+    from spatialgen.eval.metrics.consistency import ImageReading, consistency_per_sample
+    from spatialgen.eval.metrics.intrinsic_metrics import depth_metrics, normal_angular_error
+
+    n = len(samples)
+    out: dict[str, np.ndarray] = {}
+    objects = np.stack([s.instance > 0 for s in samples])
+    if "depth" in pred:
+        rows = [depth_metrics(pred["depth"][i : i + 1], exact["depth"][i : i + 1]) for i in range(n)]
+        out["depth_abs_rel"] = np.asarray([r["abs_rel"] for r in rows])
+        out["depth_delta1"] = np.asarray([r["delta1"] for r in rows])
+    if "normal" in pred:
+        angles = normal_angular_error(pred["normal"], exact["normal"])
+        out["normal_mean"] = angles.reshape(n, -1).mean(1)
+        out["normal_object_mean"] = (angles * objects).sum((1, 2)) / np.maximum(objects.sum((1, 2)), 1)
+    if "segmentation" in pred and "depth" in pred and "normal" in pred:
+        from spatialgen.eval.metrics.consistency import MIN_AREA_FRACTION
+
+        min_area = max(1, round(MIN_AREA_FRACTION * objects.shape[1] * objects.shape[2]))
+        visible = [int((np.bincount(s.instance.ravel())[1:] >= min_area).sum()) for s in samples]
+        truth = ImageReading(objects, [[None] * k for k in visible], exact["depth"], exact["normal"])
+        scored = consistency_per_sample(pred["depth"], pred["normal"], pred["segmentation"], truth)
+        out["seg_iou"], out["count_agrees"] = scored["seg_iou"], scored["count_agrees"]
+    return out
+
+
+def readers(args) -> None:
+    """Maps of held-out renders by I-LDM (image held clean), the scene estimator and the I-LoRA adapters, vs exact."""
+    from PIL import Image
+
+    from spatialgen.ilora.extract import IntrinsicExtractor
+
+    samples = render_set(args.renders, scene_config())
+    exact = exact_maps(samples)
+    images = [Image.fromarray(s.rgb) for s in samples]
+    methods = {
+        "ildm": lambda: IntrinsicExtractor.load(
+            "ildm", "depth,normal,segmentation,lines", model=args.model, steps=args.steps
+        ),
+        "estimator": lambda: IntrinsicExtractor.load("estimator", "depth,normal"),
+        "ilora": lambda: IntrinsicExtractor.load("ilora", "depth,normal"),
+    }
+    results = {}
+    for name, make in methods.items():
+        extractor = make()
+        start = time.perf_counter()
+        maps = [m for k in range(0, len(images), 32) for m in extractor.extract(images[k : k + 32])]
+        seconds = (time.perf_counter() - start) / len(images)
+        pred = {f: np.stack([m[f] for m in maps]).astype(np.float64) for f in maps[0]}
+        results[name] = {"seconds_per_image": seconds, **summarise(per_image_scores(pred, exact, samples))}
+        print(
+            name,
+            json.dumps(
+                {k: round(v["mean"], 3) if isinstance(v, dict) else round(v, 3) for k, v in results[name].items()}
+            ),
+            flush=True,
+        )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "readers.json", {"model": args.model, "renders": args.renders, "results": results})
+
+
+def given(args) -> None:
+    """Images drawn for the maps of held-out renders (all four, or depth + segmentation completed), read back."""
+    import torch
+
+    from spatialgen.eval.metrics.consistency import foreground_iou, map_foreground, read_images
+    from spatialgen.eval.metrics.intrinsic_metrics import depth_metrics
+    from spatialgen.eval.runs.ildm_consistency import object_scores
+    from spatialgen.eval.scene.recogniser import SceneRecogniser
+    from spatialgen.eval.scene.scene_estimator import SceneEstimator
+    from spatialgen.ildm.given import complete_maps
+    from spatialgen.ildm.pipeline import load_ildm_pipeline
+    from spatialgen.intrinsics import Intrinsics
+
+    samples = render_set(args.renders, scene_config())
+    exact = exact_maps(samples)
+    pipe = load_ildm_pipeline(args.model)
+    recogniser, estimator = SceneRecogniser.load(), SceneEstimator.load()
+    prompts = [s.captions["attributes"] for s in samples]
+    variants = {
+        "all four maps": lambda i: Intrinsics(
+            *(exact[f][i : i + 1] for f in ("depth", "normal", "segmentation", "lines"))
+        ),
+        "depth + segmentation": lambda i: complete_maps(depth=exact["depth"][i], segmentation=exact["segmentation"][i]),
+    }
+    results = {}
+    for name, maps_of in variants.items():
+        images = []
+        for k in range(0, len(samples), 16):
+            rows = range(k, min(k + 16, len(samples)))
+            held = [maps_of(i) for i in rows]
+            batch = Intrinsics(
+                *(
+                    torch.from_numpy(np.concatenate([getattr(h, f) for h in held])).float()
+                    for f in ("depth", "normal", "segmentation", "lines")
+                )
+            )
+            out = pipe(
+                [prompts[i] for i in rows],
+                given_intrinsics=batch,
+                num_inference_steps=args.steps,
+                generator=[torch.Generator().manual_seed(42 + i) for i in rows],
+            )
+            images += out.images
+        reading = read_images(images, recogniser, estimator)
+        n = len(samples)
+        rows_depth = [depth_metrics(reading.depth[i : i + 1], exact["depth"][i : i + 1]) for i in range(n)]
+        values = {
+            "depth_abs_rel": np.asarray([r["abs_rel"] for r in rows_depth]),
+            "depth_delta1": np.asarray([r["delta1"] for r in rows_depth]),
+            "layout_iou": foreground_iou(reading.object_mask, map_foreground(exact["segmentation"])),
+            **object_scores(prompts, reading.detections),
+        }
+        results[name] = summarise(values)
+        print(name, json.dumps({k: round(v["mean"], 3) for k, v in results[name].items()}), flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "given.json", {"model": args.model, "renders": args.renders, "results": results})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("consistency", "curve", "table"))
+    parser.add_argument("command", choices=("consistency", "curve", "table", "readers", "given"))
     parser.add_argument("--model", default="embedded", help="embedded or an I-LDM pipeline folder")
     parser.add_argument("--base", default="embedded")
     parser.add_argument("--run", default=None, help="curve: a `train ildm` run folder")
@@ -223,13 +398,15 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=128)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--renders", type=int, default=256, help="readers / given: held-out renders")
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--schedules", default=",".join(SCHEDULES))
     args = parser.parse_args()
     quiet_libraries()
     if args.command == "curve" and not args.run:
         parser.error("curve needs --run RUN")
-    {"consistency": consistency, "curve": curve, "table": table}[args.command](args)
+    commands = {"consistency": consistency, "curve": curve, "table": table, "readers": readers, "given": given}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

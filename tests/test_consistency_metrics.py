@@ -114,3 +114,30 @@ def test_records_average_per_prompt_and_pair_by_prompt() -> None:
 def test_palette_floor_is_what_the_map_foreground_reads_as_floor() -> None:
     floor = np.broadcast_to(SEGMENTATION_PALETTE[0][None, :, None, None] / 255.0, (1, 3, 4, 4))
     assert not map_foreground(floor).any()
+
+
+class _Box:
+    def __init__(self, colour: str, shape: str, x: float, y: float) -> None:
+        self.colour, self.shape, self.score, self.mask = colour, shape, 0.9, None
+        self.box = (x - 2, y - 2, x + 2, y + 2)
+
+
+def test_relation_scores_follow_visor_and_the_depth_order() -> None:
+    from spatialgen.eval.runs.ildm_consistency import relation_scores
+
+    prompts = [
+        "a red cube to the left of a blue sphere",
+        "a red cube to the left of a blue sphere",
+        "a red cube in front of a blue sphere",
+        "a red cube and a blue sphere on the grass",  # no relation: no verdict
+    ]
+    left, right = _Box("red", "cube", 10, 30), _Box("blue", "sphere", 50, 30)
+    detections = [[left, right], [_Box("red", "cube", 50, 30), _Box("blue", "sphere", 10, 30)], [left, right], []]
+    depth = np.zeros((4, 1, 64, 64))
+    depth[2, 0, :, :32] = 0.9  # the cube's half of the image is near (disparity: near = 1)
+    depth[2, 0, :, 32:] = 0.2
+    scores = relation_scores(prompts, detections, depth)
+    assert scores["visor_uncond"][:2].tolist() == [1.0, 0.0] and np.isnan(scores["visor_uncond"][2:]).all()
+    assert scores["rel3d_uncond"][2] == 1.0 and np.isnan(scores["rel3d_uncond"][[0, 1, 3]]).all()
+    depth[2, 0] = depth[2, 0, :, ::-1]  # now the sphere is nearer: the cube is behind it
+    assert relation_scores(prompts, detections, depth)["rel3d_uncond"][2] == 0.0

@@ -137,3 +137,42 @@ def test_download_folders_are_capped_per_process(tmp_path: Path) -> None:
         folders.append(folder)
     kept = sorted(p for p in folders[0].parent.iterdir() if p.is_dir())
     assert len(kept) == KEEP_GENERATIONS and kept[-1] == folders[-1] and not folders[0].exists()
+
+
+def _tiny_models(tiny_pipe, trained_for: dict[str, float]) -> DemoModels:
+    """Demo models whose I-LDM is a tiny random one with the given clean-domain training shares on its card."""
+    from spatialgen.generators import as_generator
+    from spatialgen.ildm.intrinsic_vae import widen_vae
+    from spatialgen.ildm.pipeline import IntrinsicLDMPipeline
+    from spatialgen.models.pipeline import set_model_card
+
+    pipe = IntrinsicLDMPipeline.from_base(tiny_pipe, widen_vae(tiny_pipe.vae), rank=4)
+    pipe.set_progress_bar_config(disable=True)
+    set_model_card(pipe, {"training": trained_for})
+    models = DemoModels("embedded")
+    models._generators[("ildm", "")] = as_generator(pipe)
+    return models
+
+
+def test_read_maps_and_draw_from_maps(tiny_pipe) -> None:
+    from PIL import Image
+
+    from spatialgen.demo.callbacks import draw_from_maps, read_maps
+
+    models = _tiny_models(tiny_pipe, {"p_image_clean": 0.2, "p_intrinsic_clean": 0.2})
+    photo = Image.new("RGB", (50, 40), (200, 30, 30))
+    shown = read_maps(photo, seed=0, steps=2, models=models)
+    assert [c for _, c in shown] == ["image", "depth", "normal", "segmentation", "lines"]
+    assert all(im.size == (50, 40) for im, _ in shown)  # maps come back at the upload's size
+    depth = Image.linear_gradient("L").resize((40, 40))
+    drawn = draw_from_maps("a red cube", depth, None, seed=3, steps=2, images=2, models=models)
+    assert [c for _, c in drawn.images] == ["seed 3", "seed 4"] and len(drawn.maps) == 4
+    with pytest.raises(DemoInputError, match="Upload a depth map"):
+        draw_from_maps("a red cube", None, None, 0, 2, 1, models)
+    with pytest.raises(DemoInputError, match="at most 16 MP"):
+        read_maps(Image.new("RGB", (5000, 4000)), 0, 2, models)
+    untrained = _tiny_models(tiny_pipe, {})
+    with pytest.raises(DemoInputError, match="not trained to read images"):
+        read_maps(photo, 0, 2, untrained)
+    with pytest.raises(DemoInputError, match="not trained to follow given maps"):
+        draw_from_maps("a red cube", depth, None, 0, 2, 1, untrained)

@@ -22,7 +22,9 @@ from .callbacks import (
     DemoRequest,
     compare,
     describe_prompt,
+    draw_from_maps,
     generate,
+    read_maps,
 )
 
 EXAMPLES = [
@@ -167,6 +169,48 @@ def build_app(models: DemoModels) -> Any:
                 label="Side by side: recogniser boxes and VISOR's verdict", elem_id="compare-gallery"
             )
             c_run.click(on_compare, [c_prompt, c_seed, c_steps, c_mode], c_gallery)
+
+        def on_read(image, seed, steps):
+            try:
+                return [(for_display(im), c) for im, c in read_maps(image, int(seed), int(steps), models)]
+            except (DemoInputError, ValueError) as error:
+                raise gr.Error(str(error)) from None
+
+        def on_draw(prompt, depth, segmentation, seed, steps, count):
+            try:
+                result = draw_from_maps(prompt, depth, segmentation, int(seed), int(steps), int(count), models)
+            except (DemoInputError, ValueError) as error:
+                raise gr.Error(str(error)) from None
+            return [(for_display(im), c) for im, c in result.images], [(for_display(im), c) for im, c in result.maps]
+
+        with gr.Tab("Read maps"):
+            gr.Markdown("I-LDM reads the depth, normals, segmentation and lines of an image (its image held clean).")
+            r_image = gr.Image(label="Image", type="pil", elem_id="read-image")
+            with gr.Row():
+                r_seed = gr.Number(label="Seed", value=0, precision=0, minimum=0)
+                r_steps = gr.Slider(1, 100, value=25, step=1, label="Steps")
+            r_run = gr.Button("Read maps", variant="primary", elem_id="read")
+            r_gallery = gr.Gallery(label="The image and its maps", columns=5, elem_id="read-gallery")
+            r_run.click(on_read, [r_image, r_seed, r_steps], r_gallery)
+        with gr.Tab("From maps"):
+            gr.Markdown(
+                "I-LDM draws images that follow a depth map (grey, near = bright) and, optionally, a segmentation "
+                "coloured with the project's palette (the maps held clean)."
+            )
+            d_prompt = gr.Textbox(
+                label="Prompt", value="a red cube and a blue sphere on the grass", elem_id="draw-prompt"
+            )
+            with gr.Row():
+                d_depth = gr.Image(label="Depth", type="pil", elem_id="draw-depth")
+                d_seg = gr.Image(label="Segmentation (optional)", type="pil", elem_id="draw-segmentation")
+            with gr.Row():
+                d_seed = gr.Number(label="Seed", value=0, precision=0, minimum=0)
+                d_steps = gr.Slider(1, 100, value=25, step=1, label="Steps")
+                d_count = gr.Slider(1, MAX_IMAGES, value=2, step=1, label="Images")
+            d_run = gr.Button("Draw", variant="primary", elem_id="draw")
+            d_images = gr.Gallery(label="Images", columns=4, elem_id="draw-gallery")
+            d_maps = gr.Gallery(label="The maps they follow (completed)", columns=4, elem_id="draw-maps")
+            d_run.click(on_draw, [d_prompt, d_depth, d_seg, d_seed, d_steps, d_count], [d_images, d_maps])
     app.queue(default_concurrency_limit=1)
     return app
 

@@ -280,3 +280,93 @@ def compare(
             image = draw_detections(image, found)
         out.append((image, caption))
     return out
+
+
+MAX_UPLOAD_PIXELS = 4096 * 4096  # uploads larger than this are refused before they are decoded further
+
+
+def _checked_upload(image: Any, what: str) -> Image.Image:
+    """An uploaded picture as RGB, refused with a readable message when missing or unreasonably large."""
+    if image is None:
+        raise DemoInputError(f"Upload {what} first.")
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    if picture.width * picture.height > MAX_UPLOAD_PIXELS:
+        raise DemoInputError(f"{what.capitalize()} is {picture.width} x {picture.height} pixels; upload at most 16 MP.")
+    return picture.convert("RGB")
+
+
+def _held_ildm(models: DemoModels, job: str) -> Any:
+    """The I-LDM pipeline, refused when its training never held a domain clean (it cannot do ``job``)."""
+    from ..models.pipeline import model_card
+
+    pipe = models.generator("ildm").pipe
+    training = model_card(pipe).get("training", {})
+    key = "p_image_clean" if job == "read" else "p_intrinsic_clean"
+    if not training.get(key):
+        raise DemoInputError(
+            f"This I-LDM was not trained to {'read images' if job == 'read' else 'follow given maps'} ({key} = 0)."
+        )
+    return pipe
+
+
+def read_maps(image: Any, seed: int, steps: int, models: DemoModels) -> list[tuple[Image.Image, str]]:
+    """The depth, normals, segmentation and lines I-LDM reads from an uploaded image (its image domain held clean)."""
+    from ..ilora.extract import resize_map, to_model_input
+
+    if not 1 <= int(steps) <= MAX_STEPS:
+        raise DemoInputError(f"Steps must be between 1 and {MAX_STEPS}, got {steps}.")
+    picture = _checked_upload(image, "an image")
+    pipe = _held_ildm(models, "read")
+    side = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    import torch
+
+    out = pipe(
+        [""],
+        image=to_model_input([picture], side),
+        num_inference_steps=int(steps),
+        guidance_scale=1.0,
+        generator=torch.Generator().manual_seed(int(seed)),
+        output_type="latent",
+    )
+    from ..intrinsics import Intrinsics
+
+    maps = {
+        name: resize_map(name, getattr(out.intrinsics, name)[0].float().cpu(), picture.size)
+        for name in ("depth", "normal", "segmentation", "lines")
+    }
+    pictures = Intrinsics(**{k: v[None] for k, v in maps.items()}).visualise(0)
+    return [(picture, "image")] + [(Image.fromarray(p), name) for name, p in pictures.items()]
+
+
+def draw_from_maps(
+    prompt: str, depth: Any, segmentation: Any, seed: int, steps: int, images: int, models: DemoModels
+) -> DemoResult:
+    """Images for the prompt that follow an uploaded depth map (grey, near = bright) and optional segmentation."""
+    import torch
+
+    from ..ildm.given import complete_maps, snap_to_palette
+    from ..intrinsics import Intrinsics
+
+    request = check_request(DemoRequest(prompt=prompt, seed=seed, steps=steps, images=images, method="I-LDM"))
+    pipe = _held_ildm(models, "follow")
+    side = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    grey = _checked_upload(depth, "a depth map").convert("L").resize((side, side), Image.BILINEAR)
+    seg = None
+    if segmentation is not None:
+        coloured = _checked_upload(segmentation, "a segmentation").resize((side, side), Image.NEAREST)
+        seg = snap_to_palette(np.moveaxis(np.asarray(coloured, dtype=np.float64) / 255.0, -1, 0))
+    maps = complete_maps(depth=np.asarray(grey, dtype=np.float64)[None] / 255.0, segmentation=seg)
+    held = Intrinsics(
+        *(
+            torch.from_numpy(getattr(maps, f)).expand(request.images, -1, -1, -1)
+            for f in ("depth", "normal", "segmentation", "lines")
+        )
+    )
+    out = pipe(
+        [request.prompt] * request.images,
+        given_intrinsics=held,
+        num_inference_steps=request.steps,
+        generator=[torch.Generator().manual_seed(request.seed + k) for k in range(request.images)],
+    )
+    shown = [(Image.fromarray(p), name) for name, p in maps.visualise(0).items()]
+    return DemoResult([(im, f"seed {request.seed + k}") for k, im in enumerate(out.images)], shown)
