@@ -1,6 +1,6 @@
 """Measure I-LDM against its base model on the scene world: cost, intrinsic VAE error, consistency, objects.
 
-    python benchmarks/ildm.py [--model embedded | RUN/pipeline] [--base embedded] [--prompts 32] [--seeds 2]
+    python benchmarks/ildm.py [--model embedded | RUN/pipeline] [--base embedded] [--prompts 128] [--seeds 2]
     python benchmarks/ildm.py --cost-only | --skip-cost | --unet-only | --profile
 
 1. Sampling time and peak memory per sample at batch 4, 25 DDIM steps, for the base pipeline,
@@ -11,10 +11,9 @@
    the schedule's skipped keys save (``--unet-only`` for just that); ``--profile`` lists operator
    times, floor vs w = 1.
 2. The intrinsic VAE's reconstruction error per intrinsic on 256 held-out scenes.
-3. For Drop, Gaussian and None (the paper's Table 1 layout), on held-out attribute prompts:
-   agreement of the co-generated depth and normals with those the scene estimator reads from the
-   generated image (AbsRel / delta1 after scale-and-shift alignment, mean normal angle), and the
-   object appearance rate (every named object found by the recogniser), beside the base model's.
+3. Consistency of the co-generated maps with their image, objects found, VISOR, 3D accuracy and
+   CMMD, per schedule against the base, with intervals: ``benchmarks/ildm_joint.py consistency``
+   (run here unless ``--skip-consistency``).
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -179,59 +179,14 @@ def costs(model: str, base: str, steps: int, rounds: int) -> dict[str, dict[str,
     return out
 
 
-def consistency_and_objects(model: str, base: str, n_prompts: int, seeds: int, steps: int) -> dict[str, dict]:
-    from spatialgen.eval.metrics.intrinsic_metrics import depth_metrics, normal_metrics
-    from spatialgen.eval.prompts.scene_prompts import prompt_objects
-    from spatialgen.eval.scene.recogniser import SceneRecogniser
-    from spatialgen.eval.scene.scene_estimator import SceneEstimator
-    from spatialgen.generate import GenerationSettings, generate_images
-    from spatialgen.ildm.pipeline import load_ildm_pipeline
-    from spatialgen.intrinsics import normal_to_unit_range
-    from spatialgen.models import load_pipeline
-    from spatialgen.models.data import model_scene_config
-    from spatialgen.models.pipeline import model_card
-    from spatialgen.scenes import make_sample, scene_seed
-    from spatialgen.scenes.held_out import HELD_OUT_SEED
-
-    base_pipe = load_pipeline(base)
-    config = model_scene_config(model_card(base_pipe))  # the base's own scene distribution
-    prompts = [
-        make_sample(scene_seed(HELD_OUT_SEED + 1, i), 64, config).captions["attributes"] for i in range(n_prompts)
-    ]
-    settings = GenerationSettings(steps=steps)
-    recogniser, estimator = SceneRecogniser.load(), SceneEstimator.load()
-
-    def appearance(results) -> float:
-        found = recogniser.detect([r.image for r in results])
-        hits = [
-            set(prompt_objects(r.prompt)) <= {(d.colour, d.shape) for d in dets}
-            for r, dets in zip(results, found, strict=True)
-        ]
-        return 100.0 * float(np.mean(hits))
-
-    table: dict[str, dict] = {}
-    base_results = generate_images(base_pipe, prompts, n=seeds, seed=42, settings=settings, progress=False)
-    table["base"] = {"object_appearance": appearance(base_results)}
-    pipe = load_ildm_pipeline(model)
-    for schedule in ("drop", "gaussian", "none"):
-        results = generate_images(pipe, prompts, n=seeds, seed=42, settings=settings, progress=False, schedule=schedule)
-        estimated = estimator.estimate([r.image for r in results])
-        co_depth = np.stack([r.intrinsics["depth"] for r in results])
-        co_normal = np.stack([r.intrinsics["normal"] for r in results])
-        est_normal = normal_to_unit_range(np.moveaxis(estimated.normal, -1, 1))
-        row = {f"depth_{k}": v for k, v in depth_metrics(co_depth, estimated.depth[:, None]).items()}
-        row.update({f"normal_{k}": v for k, v in normal_metrics(co_normal, est_normal).items()})
-        row["object_appearance"] = appearance(results)
-        table[schedule] = row
-    return table
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="embedded", help="embedded or an I-LDM pipeline folder")
     parser.add_argument("--base", default="embedded")
     parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--prompts", type=int, default=128)
+    parser.add_argument("--out", default="runs/ildm-bench", help="where ildm_joint.py keeps its rows")
+    parser.add_argument("--skip-consistency", action="store_true")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--cost-only", action="store_true", help="only part 1 (time and memory)")
     parser.add_argument("--skip-cost", action="store_true", help="parts 2 and 3 only (no timing)")
@@ -266,8 +221,13 @@ def main() -> None:
 
     vae = load_ildm_pipeline(args.model).intrinsic_vae
     results["intrinsic_vae_held_out"] = reconstruction_errors(vae, held_out_packed(256, 64))
-    results["schedules"] = consistency_and_objects(args.model, args.base, args.prompts, args.seeds, args.steps)
     print(json.dumps(results, indent=2))
+    if not args.skip_consistency:
+        sys.path.insert(0, str(Path(__file__).parent))
+        import ildm_joint
+
+        joint = argparse.Namespace(**vars(args), kinds=",".join(ildm_joint.KINDS), schedules="drop,gaussian,none")
+        ildm_joint.consistency(joint)
 
 
 if __name__ == "__main__":

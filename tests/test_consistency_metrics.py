@@ -141,3 +141,29 @@ def test_relation_scores_follow_visor_and_the_depth_order() -> None:
     assert scores["rel3d_uncond"][2] == 1.0 and np.isnan(scores["rel3d_uncond"][[0, 1, 3]]).all()
     depth[2, 0] = depth[2, 0, :, ::-1]  # now the sphere is nearer: the cube is behind it
     assert relation_scores(prompts, detections, depth)["rel3d_uncond"][2] == 0.0
+
+
+def test_eval_intrinsics_scores_a_segmentation_against_the_recogniser(tmp_path) -> None:
+    """A render's exact segmentation agrees with what the recogniser sees in it; another render's does not."""
+    from PIL import Image
+
+    from spatialgen.eval.runs.runners import evaluate_intrinsics_folder
+    from spatialgen.intrinsic_files import save_maps
+
+    samples = [make_sample(scene_seed(11, i), 64) for i in range(3)]
+    for name, order in (("own", [0, 1, 2]), ("swapped", [1, 2, 0])):
+        folder = tmp_path / name
+        folder.mkdir()
+        for k, j in enumerate(order):
+            Image.fromarray(samples[k].rgb).save(folder / f"{k}.png")
+            save_maps(folder / f"{k}.png", {"segmentation": samples[j].intrinsics().segmentation})
+        evaluate_intrinsics_folder(folder, tmp_path / f"eval-{name}", progress=False)
+    import json
+
+    def table(name: str) -> dict:
+        results = json.loads((tmp_path / f"eval-{name}" / "results.json").read_text())
+        return results["tables"]["Intrinsic accuracy (mean over images)"]
+
+    own, swapped = table("own"), table("swapped")
+    assert own["segmentation_foreground_iou"] > 0.8 and own["segmentation_count_agrees"] >= 2 / 3
+    assert swapped["segmentation_foreground_iou"] < own["segmentation_foreground_iou"] - 0.3

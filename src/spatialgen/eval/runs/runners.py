@@ -178,7 +178,9 @@ def evaluate_intrinsics_folder(
     """Predicted maps beside each image (``NAME.depth.png``, ...) against true maps or the scene estimator.
 
     ``target="estimated"`` measures consistency: the scene estimator's depth and normals of each
-    image stand in for truth (what I-LDM's co-generated intrinsics should agree with).
+    image stand in for truth (what I-LDM's co-generated intrinsics should agree with), and a
+    segmentation map is compared with the scene recogniser's objects in the image (foreground IoU,
+    whether the segment count equals the object count; :mod:`spatialgen.eval.metrics.consistency`).
     """
     from ...intrinsic_files import load_maps, map_path
     from ...intrinsics import normal_to_unit_range
@@ -190,11 +192,13 @@ def evaluate_intrinsics_folder(
     files = [f for f in (list_images(images) if images.is_dir() else []) if load_maps(f)]
     if not files:
         raise ValueError(f"no image under {str(images)!r} has intrinsic maps beside it (NAME.depth.png, ...)")
-    estimator = None
+    estimator = recogniser = None
     if target == "estimated":
+        from ..scene.recogniser import SceneRecogniser
         from ..scene.scene_estimator import SceneEstimator
 
         estimator = SceneEstimator.load(device=device)
+        recogniser = SceneRecogniser.load(device=device)
     elif not Path(target).is_dir():
         raise ValueError(f"target must be 'estimated' or a folder of true maps; {target!r} is neither")
     settings = {"kind": "intrinsics", "images": str(images.resolve()), "target": target, "depth_align": depth_align}
@@ -202,22 +206,54 @@ def evaluate_intrinsics_folder(
     keys = {f: str(f.relative_to(images)) for f in files}
     for path in tqdm([f for f in files if not run.done(keys[f])], desc="scoring", unit="image", disable=not progress):
         predicted = load_maps(path)
+        extra: dict[str, float] = {}
         if estimator is not None:
             with Image.open(path) as im:
-                ((depth, normal),) = estimator.estimate_each([im.convert("RGB")])
+                rgb = im.convert("RGB")
+            ((depth, normal),) = estimator.estimate_each([rgb])
             truth = {"depth": depth[None], "normal": normal_to_unit_range(normal)}
+            if "segmentation" in predicted:
+                extra = segmentation_consistency(predicted["segmentation"], rgb, recogniser)
+                predicted = {k: v for k, v in predicted.items() if k != "segmentation"}
         else:
             truth = load_maps(Path(target) / keys[path])
             if not truth:
                 expected = map_path(path.name, "depth").name
                 raise FileNotFoundError(f"no true maps for {path.name} in {target} (expected {expected}, ...)")
-        run.append([{"key": keys[path], **intrinsic_scores(predicted, truth, depth_align=depth_align)}])
+        scores = intrinsic_scores(predicted, truth, depth_align=depth_align) if truth.keys() & predicted.keys() else {}
+        run.append([{"key": keys[path], **scores, **extra}])
     records = [run.records[keys[f]] for f in files]
     metrics = sorted({k for r in records for k in r if k != "key"})
     table = {m: float(np.mean([r[m] for r in records if m in r])) for m in metrics}
     return _finish(
         run, "intrinsics", "Intrinsics evaluation", {"Intrinsic accuracy (mean over images)": table}, len(records)
     )
+
+
+def segmentation_consistency(segmentation: np.ndarray, image: Any, recogniser: Any) -> dict[str, float]:
+    """A co-generated segmentation (3, H, W) against the recogniser's objects in its image, at the map's size."""
+    from ..metrics.consistency import MIN_AREA_FRACTION, foreground_iou, map_foreground, map_segment_counts
+    from ..scene.recogniser import to_tensor
+
+    side = recogniser.resolution
+    picture = image if image.size == (side, side) else image.resize((side, side), Image.BILINEAR)
+    tensor = to_tensor([picture])
+    objects = recogniser.probabilities(tensor).cpu().numpy().argmax(1) != 0
+    found = len(recogniser.detect(tensor)[0])
+    seg = np.asarray(segmentation, dtype=np.float64)[None]
+    if seg.shape[-2:] != (side, side):
+        seg = np.asarray(
+            Image.fromarray(np.round(np.moveaxis(seg[0], 0, -1) * 255).astype(np.uint8)).resize(
+                (side, side), Image.NEAREST
+            ),
+            dtype=np.float64,
+        )
+        seg = np.moveaxis(seg, -1, 0)[None] / 255.0
+    min_area = max(1, round(MIN_AREA_FRACTION * side * side))
+    return {
+        "segmentation_foreground_iou": float(foreground_iou(map_foreground(seg), objects)[0]),
+        "segmentation_count_agrees": float(map_segment_counts(seg, min_area)[0] == found),
+    }
 
 
 def compare_runs(runs: list[str | os.PathLike[str]]) -> dict[str, Tables]:
