@@ -61,21 +61,26 @@ def scene_config():
     return model_scene_config(model_card(load_pipeline("embedded")))
 
 
-def measure(pipe, prompts: list[str], seeds: int, steps: int, schedule: str | None, renders=None):
+def measure(pipe, prompts: list[str], seeds: int, steps: int, schedule: str | None, renders=None, lag: int = 0):
     """(per-sample records, CMMD to ``renders`` or None) of the pipeline's images for ``prompts`` x ``seeds``."""
+    from dataclasses import replace
+
     from spatialgen.eval.scene.recogniser import SceneRecogniser
     from spatialgen.eval.scene.scene_estimator import SceneEstimator
     from spatialgen.generate import GenerationSettings, generate_images
+    from spatialgen.generators import as_generator
 
+    generator = as_generator(pipe, schedule)
+    if lag:
+        generator = replace(generator, intrinsic_lag=lag)
     results = generate_images(
-        pipe,
+        generator,
         prompts,
         n=seeds,
         seed=42,
         settings=GenerationSettings(steps=steps),
         batch_size=16,
         progress=False,
-        schedule=schedule,
     )
     records = measure_results(results, prompts, SceneRecogniser.load(), SceneEstimator.load())
     if renders is None:
@@ -119,7 +124,8 @@ def consistency(args) -> None:
                 loaded[which] = load_pipeline(args.base) if which == "base" else load_ildm_pipeline(args.model)
             start = time.perf_counter()
             schedule = None if row == "base" else row
-            records, cmmd = measure(loaded[which], prompts, args.seeds, args.steps, schedule, renders)
+            lag = args.lag if which == "ildm" else 0
+            records, cmmd = measure(loaded[which], prompts, args.seeds, args.steps, schedule, renders, lag)
             rows[key] = {
                 "settings": settings_of(args),
                 "seconds": time.perf_counter() - start,
@@ -132,7 +138,8 @@ def consistency(args) -> None:
 
 
 def settings_of(args) -> dict:
-    return {"model": args.model, "base": args.base, "prompts": args.prompts, "seeds": args.seeds, "steps": args.steps}
+    keys = ("model", "base", "prompts", "seeds", "steps", "lag")
+    return {k: getattr(args, k, 0) for k in keys}
 
 
 def cell(records: ConsistencyRecords, measure_name: str, scale: float) -> str:
@@ -190,13 +197,14 @@ def curve(args) -> None:
     rows = load_rows(path)
     prompts = consistency_prompts("attributes", args.prompts, scene_config())
     for _, step, folder in list_checkpoints(run):
-        key = str(step)
+        key = f"{step}" if not args.lag else f"{step}-lag{args.lag}"
         if key in rows and rows[key]["prompts"] == args.prompts:
             continue
         pipe = pipeline_at_checkpoint(run, folder)
-        records, _ = measure(pipe, prompts, args.seeds, args.steps, "drop")
+        records, _ = measure(pipe, prompts, args.seeds, args.steps, "drop", lag=args.lag)
         rows[key] = {
             "step": step,
+            "lag": args.lag,
             "hours": pipe.training_seconds / 3600,
             "prompts": args.prompts,
             "summary": {m: records.summary(m) for m in records.values},
@@ -204,7 +212,13 @@ def curve(args) -> None:
         atomic_write_json(path, rows)
         shown = {m: round(rows[key]["summary"][m]["mean"], 3) for m in ("objects_found", "seg_iou", "count_agrees")}
         print(f"step {step}: {shown}", flush=True)
-    plot_curve(rows, run / "consistency-curve.png", run.name)
+    suffix = f"-lag{args.lag}" if args.lag else ""
+    chosen = {k: r for k, r in rows.items() if r.get("lag", 0) == args.lag}
+    plot_curve(
+        chosen,
+        run / f"consistency-curve{suffix}.png",
+        run.name + (f", maps {args.lag} steps behind" if args.lag else ""),
+    )
 
 
 def plot_curve(rows: dict, png: Path, title: str) -> None:
@@ -399,6 +413,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--renders", type=int, default=256, help="readers / given: held-out renders")
+    parser.add_argument("--lag", type=int, default=0, help="consistency / curve: steps the maps start after the image")
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--schedules", default=",".join(SCHEDULES))
     args = parser.parse_args()

@@ -30,6 +30,7 @@ VARIANTS: dict[str, dict] = {
     "paper": {},
     "wide": {"placement": WIDE},
     "wide-clean": {"placement": WIDE, "p_image_clean": 0.2, "p_intrinsic_clean": 0.2},
+    "wide-independent": {"placement": WIDE, "p_image_clean": 0.15, "p_intrinsic_clean": 0.15, "p_independent": 0.3},
     "everywhere": {"placement": [*WIDE, "cross-attention", "feed-forward"]},
     "wide-lr1e-3": {"placement": WIDE, "lr": 1e-3},
     "wide-rank64": {"placement": WIDE, "rank": 64},
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=int, default=250)
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--only", default=None, help="comma-separated variants (default: all)")
+    parser.add_argument("--lag", type=int, default=0, help="also score lagged co-generation (maps N steps behind)")
     args = parser.parse_args()
     quiet_libraries()
     from ildm_joint import curve  # noqa: PLC0415 - a sibling benchmark script
@@ -78,16 +80,19 @@ def main() -> None:
         done = [step for _, step, _ in list_checkpoints(folder)] if folder.is_dir() else []
         if not done or max(done) < args.steps:
             train_ildm(cfg, resume="latest" if done else None, cpu=True)
-        curve(argparse.Namespace(run=str(folder), prompts=args.prompts, seeds=2, steps=25))
+        curve(argparse.Namespace(run=str(folder), prompts=args.prompts, seeds=2, steps=25, lag=0))
+        if args.lag:
+            curve(argparse.Namespace(run=str(folder), prompts=args.prompts, seeds=2, steps=25, lag=args.lag))
         table[name] = {"settings": {k: v for k, v in asdict(cfg).items() if k in settings}}
         table[name]["curve"] = json.loads((folder / "consistency-curve.json").read_text())
     print("\n| variant | step | CPU-h | seg IoU | count agrees | depth delta1 | normals on objects | objects found |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, row in table.items():
-        for point in sorted(row["curve"].values(), key=lambda r: r["step"]):
+        for point in sorted(row["curve"].values(), key=lambda r: (r.get("lag", 0), r["step"])):
             s = point["summary"]
+            lag = f" (maps {point['lag']} steps behind)" if point.get("lag") else ""
             print(
-                f"| {name} | {point['step']} | {point['hours']:.2f} | {s['seg_iou']['mean']:.3f} "
+                f"| {name}{lag} | {point['step']} | {point['hours']:.2f} | {s['seg_iou']['mean']:.3f} "
                 f"(chance {s['chance_seg_iou']['mean']:.3f}) | {100 * s['count_agrees']['mean']:.1f}% | "
                 f"{100 * s['depth_delta1']['mean']:.1f}% | {s['normal_object_mean']['mean']:.1f} deg | "
                 f"{100 * s['objects_found']['mean']:.1f}% |"

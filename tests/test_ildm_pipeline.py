@@ -211,3 +211,30 @@ def test_held_inputs_are_checked() -> None:
         _sample(ours, image=pictures, given_intrinsics=maps)
     with pytest.raises(ValueError, match="one held image or map set per prompt"):
         _sample(ours, image=pictures[:1])
+
+
+def test_lagged_co_generation_holds_the_image_once_drawn_and_zero_lag_is_the_paper() -> None:
+    """intrinsic_lag=k: the image's own steps are unchanged at w = 0; the maps run k steps behind."""
+    base, ours = _pipes()
+    plain = _sample(ours)
+    assert np.array_equal(_sample(ours, intrinsic_lag=0).images, plain.images)
+    lagged = _sample(ours, intrinsic_lag=2, schedule=ConstantSchedule(0.0))
+    assert np.abs(lagged.images - _sample(base).images).max() < 1e-5  # at w = 0 the image is the base model's
+    seen = []
+
+    def record(module, args, kwargs):
+        seen.append((args[1] if len(args) > 1 else kwargs["timestep"]).clone())
+
+    hook = ours.unet.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        _sample(ours, intrinsic_lag=2)
+    finally:
+        hook.remove()
+    ours.scheduler.set_timesteps(4)
+    ts = ours.scheduler.timesteps
+    assert len(seen) == 6  # 4 image steps + 2 more for the maps
+    assert torch.all(seen[0][4:] == ts[0]) and torch.all(seen[1][4:] == ts[0])  # maps wait at the first noise level
+    assert torch.all(seen[2][:4] == ts[2]) and torch.all(seen[2][4:] == ts[0])  # ... then follow two steps behind
+    assert torch.all(seen[5][:4] == 0) and torch.all(seen[5][4:] == ts[3])  # the drawn image is held clean
+    with pytest.raises(ValueError, match="free co-generation only"):
+        _sample(ours, intrinsic_lag=2, image=torch.zeros(2, 3, 32, 32))

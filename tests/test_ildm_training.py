@@ -65,7 +65,7 @@ def test_ildm_training_moves_only_lora_and_resumes_exactly(setup: Path) -> None:
         train_ildm(changed, resume="latest", cpu=True)
 
 
-def _clean_domain_batch(p_image: float, p_intrinsic: float):
+def _clean_domain_batch(p_image: float, p_intrinsic: float, p_independent: float = 0.0):
     """One joint_loss call on a tiny model; returns (loss terms, what the UNet was fed, x0, i0)."""
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
@@ -94,9 +94,8 @@ def _clean_domain_batch(p_image: float, p_intrinsic: float):
     g = torch.Generator().manual_seed(1)
     x0, i0 = torch.randn(64, 4, 8, 8, generator=g), torch.randn(64, 4, 8, 8, generator=g)
     text = torch.randn(64, 5, 16, generator=g)
-    terms = joint_loss(
-        unet, state, scheduler, x0, i0, text, torch.Generator().manual_seed(2), 1.0, p_image, p_intrinsic
-    )
+    generator = torch.Generator().manual_seed(2)
+    terms = joint_loss(unet, state, scheduler, x0, i0, text, generator, 1.0, p_image, p_intrinsic, p_independent)
     return terms, fed, x0, i0
 
 
@@ -122,3 +121,15 @@ def test_clean_domain_shares_are_validated(setup: Path) -> None:
     cfg.p_image_clean, cfg.p_intrinsic_clean = 0.6, 0.5
     with pytest.raises(ValueError, match="sum to less than 1"):
         cfg.validate()
+
+
+def test_independent_pairs_draw_their_own_intrinsic_timestep() -> None:
+    _, fed, _, _ = _clean_domain_batch(0.0, 0.0)
+    assert torch.equal(fed["t"][:64], fed["t"][64:])  # Eq. 5: one timestep per pair
+    (loss, image_term, intrinsic_term), fed, x0, _ = _clean_domain_batch(0.2, 0.0, 0.5)
+    t_image, t_intrinsic = fed["t"][:64], fed["t"][64:]
+    differ = (t_image != t_intrinsic) & (t_image > 0)
+    assert 15 < differ.sum() < 50  # about half of the pairs, less the rare equal draws
+    assert torch.all(t_intrinsic > 0)  # no pair holds its maps clean here
+    assert torch.equal(fed["x"][:64][t_image == 0], x0[t_image == 0])  # the clean share still holds
+    assert image_term > 0 and intrinsic_term > 0

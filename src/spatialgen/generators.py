@@ -31,6 +31,7 @@ class Generator:
     schedule: Any = None  # I-LDM: a schedule name or object; None is the pipeline's default
     spatial_guidance: InfSplignConfig | None = None
     given_intrinsics: Any = None  # I-LDM: maps (an Intrinsics of batch 1) that every image follows
+    intrinsic_lag: int = 0  # I-LDM: steps the maps start after the image (0: synchronous, the paper's)
 
     def with_given(self, maps: Any) -> Generator:
         """This generator drawing images that follow ``maps`` (I-LDM's intrinsic domain held clean)."""
@@ -55,6 +56,8 @@ class Generator:
         kwargs: dict[str, Any] = {}
         if self.co_generates_intrinsics:
             kwargs["schedule"] = self.schedule
+            if self.intrinsic_lag:
+                kwargs["intrinsic_lag"] = self.intrinsic_lag
         if self.given_intrinsics is not None:
             from .intrinsics import Intrinsics
 

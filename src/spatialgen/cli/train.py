@@ -344,6 +344,9 @@ def train_ildm_command(
     p_intrinsic_clean: float | None = typer.Option(
         None, "--p-intrinsic-clean", help="Share of pairs with the intrinsics held clean (teaches following them)."
     ),
+    p_independent: float | None = typer.Option(
+        None, "--p-independent", help="Share of pairs with independent timesteps (for lagged co-generation)."
+    ),
     loss_lambda: float | None = typer.Option(None, "--lambda", help="Weight of the intrinsic term of Eq. 5."),
     steps: int | None = STEPS,
     batch_size: int | None = typer.Option(
@@ -374,6 +377,7 @@ def train_ildm_command(
         placement=[p.strip() for p in placement.split(",") if p.strip()] if placement else None,
         p_image_clean=p_image_clean,
         p_intrinsic_clean=p_intrinsic_clean,
+        p_independent=p_independent,
         loss_lambda=loss_lambda,
         steps=steps,
         batch_size=batch_size,

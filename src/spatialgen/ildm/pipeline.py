@@ -268,6 +268,7 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
         triplets: list[SpatialTriplet | None] | None = None,
         image: Any = None,
         given_intrinsics: Intrinsics | None = None,
+        intrinsic_lag: int = 0,
     ) -> IntrinsicLDMPipelineOutput | tuple[Any, Intrinsics, torch.Tensor]:
         """Images and intrinsics for ``prompt``; ``spatial_guidance`` (an ``InfSplignConfig``) steers the image domain.
 
@@ -278,6 +279,11 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
         ``image`` (PIL images, or a tensor in [-1, 1], one per prompt) reads the intrinsics of given
         images; ``given_intrinsics`` (:class:`~spatialgen.intrinsics.Intrinsics` in [0, 1], one per
         prompt) draws images that follow given maps. See the module docstring.
+
+        ``intrinsic_lag`` (steps): the maps start denoising that many steps after the image and finish
+        with the image already drawn (held clean), so they can follow the image's layout instead of
+        composing their own; 0 is the paper's synchronous co-generation. It costs that many more
+        UNet calls and wants a LoRA trained with independent noise levels (``p_independent``).
         """
         denoiser = self.denoiser
         if image is not None or given_intrinsics is not None:
@@ -362,10 +368,22 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
                 state.layout = joint_layout
 
         steps = len(self.scheduler.timesteps)
+        if intrinsic_lag < 0 or (intrinsic_lag and (held is not None or guide is not None)):
+            raise ValueError(
+                f"intrinsic_lag must be >= 0 steps and applies to free co-generation only (got {intrinsic_lag}"
+                f"{' with a held domain' if held is not None else ''}{' with InfSplign' if guide is not None else ''})"
+            )
         try:
             with capturing(denoiser, capture_layers) as capture:
-                for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-                    state.timestep = 0.0 if held_image else float(t)  # the image queries' timestep
+                for i in self.progress_bar(range(steps + intrinsic_lag)):
+                    # Each domain's place in the schedule: the image runs ahead of its maps by `intrinsic_lag` steps;
+                    # a held domain, an image already finished, and maps still waiting are not stepped.
+                    image_done, k_intrinsic = i >= steps, i - intrinsic_lag
+                    t = self.scheduler.timesteps[min(i, steps - 1)]
+                    t_intrinsic = self.scheduler.timesteps[min(max(k_intrinsic, 0), steps - 1)]
+                    step_image = not (held_image or image_done)
+                    step_intrinsic = not held_intrinsic and 0 <= k_intrinsic < steps
+                    state.timestep = float(t) if step_image else 0.0  # the image queries' timestep
                     offset = None
                     if guide is not None and guide.wants(i, steps):
                         latents, offset = guide.step(
@@ -373,24 +391,24 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
                         )
                     x_in = torch.cat([latents] * 2) if cfg else latents
                     i_in = torch.cat([intrinsic] * 2) if cfg else intrinsic
-                    # A held domain is clean: fed as it is, at timestep 0, and never stepped.
-                    x_in = x_in if held_image else self.scheduler.scale_model_input(x_in, t)
-                    i_in = i_in if held_intrinsic else intrinsic_scheduler.scale_model_input(i_in, t)
+                    # A clean domain (held, or an image already drawn) is fed as it is, at timestep 0.
+                    x_in = self.scheduler.scale_model_input(x_in, t) if step_image else x_in
+                    i_in = i_in if held_intrinsic else intrinsic_scheduler.scale_model_input(i_in, t_intrinsic)
                     timesteps = t
-                    if held is not None:
-                        now = t.reshape(1).expand(per_domain)
-                        zero = torch.zeros_like(now)
-                        timesteps = torch.cat([zero if held_image else now, zero if held_intrinsic else now])
+                    if held is not None or intrinsic_lag:
+                        image_t = (t if step_image else torch.zeros_like(t)).reshape(1).expand(per_domain)
+                        maps_t = (torch.zeros_like(t) if held_intrinsic else t_intrinsic).reshape(1).expand(per_domain)
+                        timesteps = torch.cat([image_t, maps_t])
                     noise = predict(denoiser, torch.cat([x_in, i_in]), timesteps, joint_text)
                     noise_image, noise_intrinsic = noise[:per_domain], noise[per_domain:]
                     scale = guidance_scale if cfg else None
-                    if not held_image:
+                    if step_image:
                         noise_image = combine_guidance(noise_image, scale, offset)
                         latents = self.scheduler.step(noise_image, t, latents, **image_kwargs).prev_sample
-                    if not held_intrinsic:
+                    if step_intrinsic:
                         noise_intrinsic = combine_guidance(noise_intrinsic, scale)
                         intrinsic = intrinsic_scheduler.step(
-                            noise_intrinsic, t, intrinsic, **intrinsic_kwargs
+                            noise_intrinsic, t_intrinsic, intrinsic, **intrinsic_kwargs
                         ).prev_sample
                     if callback_on_step_end is not None:
                         outputs = callback_on_step_end(self, i, t, {"latents": latents, "intrinsic_latents": intrinsic})

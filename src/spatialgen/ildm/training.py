@@ -68,6 +68,7 @@ class ILDMTrainConfig:
     placement: list[str] = field(default_factory=lambda: ["self-attention"])  # where the LoRA sits (adapter.PLACEMENTS)
     p_image_clean: float = 0.0  # share of pairs whose image is held clean (estimation training)
     p_intrinsic_clean: float = 0.0  # share of pairs whose intrinsics are held clean (conditioned generation)
+    p_independent: float = 0.0  # share of pairs with the two timesteps drawn independently (lagged sampling)
     loss_lambda: float = 1.0
     steps: int = 2000
     batch_size: int = 16
@@ -93,11 +94,11 @@ class ILDMTrainConfig:
         from .adapter import check_placement
 
         self.placement = list(check_placement(self.placement))  # a list, as config.json stores it
-        clean = (self.p_image_clean, self.p_intrinsic_clean)
-        if min(clean) < 0 or sum(clean) >= 1:
+        shares = (self.p_image_clean, self.p_intrinsic_clean, self.p_independent)
+        if min(shares) < 0 or sum(shares) >= 1:
             raise ValueError(
-                f"p_image_clean and p_intrinsic_clean must be >= 0 and sum to less than 1 (some pairs must be "
-                f"noised together for joint generation), got {clean}"
+                f"p_image_clean, p_intrinsic_clean and p_independent must be >= 0 and sum to less than 1 (some "
+                f"pairs must be noised together for joint generation), got {shares}"
             )
         check_caption_mix(self.caption_mix)
         return self
@@ -114,35 +115,40 @@ def joint_loss(
     loss_lambda: float,
     p_image_clean: float = 0.0,
     p_intrinsic_clean: float = 0.0,
+    p_independent: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Eq. 5 on one batch: (loss, image term, intrinsic term). Shared t per pair, independent noises.
 
     ``text`` is the batch's conditioning (:class:`~spatialgen.ildm.backbones.Conditioning`, or SD
     text embeddings); ``unet`` any backbone's denoiser. With ``p_image_clean`` / ``p_intrinsic_clean``
-    (module docstring) some pairs hold one domain clean at timestep 0; each term averages over the
-    rows of its domain that were noised. With both at 0 the draws are exactly those of Eq. 5 alone.
+    (module docstring) some pairs hold one domain clean at timestep 0, and with ``p_independent``
+    some draw the intrinsic timestep independently of the image's; each term averages over the rows
+    of its domain that were noised. With all three at 0 the draws are exactly those of Eq. 5 alone.
     """
     cond = text if isinstance(text, Conditioning) else Conditioning(text)
     n = x0.shape[0]
     t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (n,), generator=generator).to(x0.device)
     eps_x = torch.randn(x0.shape, generator=generator).to(x0.device)
     eps_i = torch.randn(i0.shape, generator=generator).to(x0.device)
-    x_t, i_t = noise_scheduler.add_noise(x0, eps_x, t), noise_scheduler.add_noise(i0, eps_i, t)
-    t_x, t_i = t, t
+    t_i = t
     image_clean = intrinsic_clean = torch.zeros(n, dtype=torch.bool, device=x0.device)
-    if p_image_clean > 0 or p_intrinsic_clean > 0:
+    if p_image_clean > 0 or p_intrinsic_clean > 0 or p_independent > 0:
         u = torch.rand(n, generator=generator).to(x0.device)
-        image_clean, intrinsic_clean = u < p_image_clean, (u >= p_image_clean) & (u < p_image_clean + p_intrinsic_clean)
-        x_t = torch.where(image_clean[:, None, None, None], x0, x_t)
-        i_t = torch.where(intrinsic_clean[:, None, None, None], i0, i_t)
-        t_x, t_i = torch.where(image_clean, 0, t), torch.where(intrinsic_clean, 0, t)
+        held = p_image_clean + p_intrinsic_clean
+        image_clean, intrinsic_clean = u < p_image_clean, (u >= p_image_clean) & (u < held)
+        if p_independent > 0:
+            other = torch.randint(0, noise_scheduler.config.num_train_timesteps, (n,), generator=generator)
+            t_i = torch.where((u >= held) & (u < held + p_independent), other.to(x0.device), t)
+    x_t = torch.where(image_clean[:, None, None, None], x0, noise_scheduler.add_noise(x0, eps_x, t))
+    i_t = torch.where(intrinsic_clean[:, None, None, None], i0, noise_scheduler.add_noise(i0, eps_i, t_i))
+    t_x, t_i_in = torch.where(image_clean, 0, t), torch.where(intrinsic_clean, 0, t_i)
     state.schedule, state.layout = ConstantSchedule(1.0), JointLayout.stacked(n, device=x0.device)
     try:
-        pred = predict(unet, torch.cat([x_t, i_t]), torch.cat([t_x, t_i]), cond.twice())
+        pred = predict(unet, torch.cat([x_t, i_t]), torch.cat([t_x, t_i_in]), cond.twice())
     finally:
         state.layout = None
     image_term = _masked_mse(pred[:n], denoising_target(noise_scheduler, x0, eps_x, t), ~image_clean)
-    intrinsic_term = _masked_mse(pred[n:], denoising_target(noise_scheduler, i0, eps_i, t), ~intrinsic_clean)
+    intrinsic_term = _masked_mse(pred[n:], denoising_target(noise_scheduler, i0, eps_i, t_i), ~intrinsic_clean)
     return image_term + loss_lambda * intrinsic_term, image_term, intrinsic_term
 
 
@@ -215,6 +221,7 @@ def train_ildm(cfg: ILDMTrainConfig, resume: str | None = None, cpu: bool = Fals
             cfg.loss_lambda,
             cfg.p_image_clean,
             cfg.p_intrinsic_clean,
+            cfg.p_independent,
         )
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(params, 1.0)

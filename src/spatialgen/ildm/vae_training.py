@@ -10,6 +10,7 @@ on the training data, like the image VAE's.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from ..intrinsics import INTRINSIC_CHANNELS, PACKED_CHANNELS
 from ..models.data import batch_generator, draw_indices
 from ..models.vae_losses import kl_divergence
 from ..scenes.held_out import HELD_OUT_SEED
-from ..training_harness import open_run, progress, resume_step, save_checkpoint
+from ..training_harness import checkpoint_seconds, find_resume, open_run, progress, resume_step, save_checkpoint
 from .intrinsic_vae import mask_intrinsics, widen_vae
 
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "data", "out")
@@ -110,10 +111,12 @@ def train_intrinsic_vae(cfg: IntrinsicVAEConfig, resume: str | None = None, cpu:
     data = load_packed_intrinsics(cfg.data, cfg.max_scenes)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
     start = resume_step(run, resume, {"vae": vae}, optimizer, None)
+    seconds = checkpoint_seconds(find_resume(run, resume))  # training time of earlier sessions of this run
     vae, optimizer = accelerator.prepare(vae, optimizer)
     model = accelerator.unwrap_model(vae)
     model.train()
     bar = progress("intrinsic VAE", start, cfg.steps, accelerator.is_main_process)
+    clock = time.perf_counter()
     for step in bar:
         rng = batch_generator(cfg.seed, step, accelerator.process_index)
         target = uint8_to_packed(data[draw_indices(rng, len(data), cfg.batch_size)]).to(accelerator.device)
@@ -128,7 +131,8 @@ def train_intrinsic_vae(cfg: IntrinsicVAEConfig, resume: str | None = None, cpu:
         bar.set_postfix(mse=f"{rec.item():.4f}")
         done = step + 1
         if accelerator.is_main_process and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-            save_checkpoint(run, "vae", done, {"vae": model}, optimizer, None, cfg.keep_checkpoints)
+            elapsed = seconds + time.perf_counter() - clock
+            save_checkpoint(run, "vae", done, {"vae": model}, optimizer, None, cfg.keep_checkpoints, elapsed)
     model.eval()
     with torch.no_grad():
         sample = uint8_to_packed(data[:2048]).to(model.device)
@@ -138,7 +142,8 @@ def train_intrinsic_vae(cfg: IntrinsicVAEConfig, resume: str | None = None, cpu:
     with replace_dir(folder) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
     metrics = reconstruction_errors(model, held_out_packed(cfg.held_out, data.shape[-1]))
-    atomic_write_json(run / "held-out.json", {**metrics, "held_out": cfg.held_out, "held_out_seed": HELD_OUT_SEED})
+    record = {**metrics, "held_out": cfg.held_out, "held_out_seed": HELD_OUT_SEED}
+    atomic_write_json(run / "held-out.json", {**record, "training_seconds": seconds + time.perf_counter() - clock})
     return folder
 
 
