@@ -245,10 +245,13 @@ def plot_curve(rows: dict, png: Path, title: str) -> None:
                 ax.plot(steps, [x["mean"] for x in chance], linestyle=":", color=ax.lines[-1].get_color())
         ax.set_xlabel("LoRA steps")
         ax.legend(fontsize=7)
-        secondary = ax.secondary_xaxis(
-            "top", functions=(lambda x, o=ordered: np.interp(x, steps, [r["hours"] for r in o]),) * 2
-        )
-        secondary.set_xlabel("CPU-hours (LoRA)", fontsize=7)
+        hours = [r["hours"] for r in ordered]
+        if len(steps) > 1:  # CPU-hours on top: a monotone map from steps, and its inverse
+            secondary = ax.secondary_xaxis(
+                "top",
+                functions=(lambda x, h=hours: np.interp(x, steps, h), lambda y, h=hours: np.interp(y, h, steps)),
+            )
+            secondary.set_xlabel("CPU-hours (LoRA)", fontsize=7)
     fig.suptitle(f"{title}: co-generated maps vs the image (Drop; dotted: chance)", fontsize=9)
     fig.tight_layout()
     fig.savefig(png, dpi=110)

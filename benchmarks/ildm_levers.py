@@ -31,6 +31,7 @@ VARIANTS: dict[str, dict] = {
     "wide": {"placement": WIDE},
     "wide-clean": {"placement": WIDE, "p_image_clean": 0.2, "p_intrinsic_clean": 0.2},
     "wide-independent": {"placement": WIDE, "p_image_clean": 0.15, "p_intrinsic_clean": 0.15, "p_independent": 0.3},
+    "wide-partner": {"placement": [*WIDE, "partner-input"], "p_image_clean": 0.15, "p_intrinsic_clean": 0.15},
     "everywhere": {"placement": [*WIDE, "cross-attention", "feed-forward"]},
     "wide-lr1e-3": {"placement": WIDE, "lr": 1e-3},
     "wide-rank64": {"placement": WIDE, "rank": 64},

@@ -28,7 +28,7 @@ from spatialgen.ildm import (
 )
 
 CROSS = 16
-PLACEMENT_NAMES = ("self-attention", "cross-attention", "feed-forward", "resnets", "conv-io")
+PLACEMENT_NAMES = ("self-attention", "cross-attention", "feed-forward", "resnets", "conv-io", "partner-input")
 
 
 def sd_unet(levels: int = 2) -> UNet2DConditionModel:
@@ -455,13 +455,29 @@ def test_placement_is_validated_and_saved(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="must include self-attention"):
         install_cross_domain(sd_unet(), placement=("resnets",))
     model = sd_unet()
-    state = install_cross_domain(model, rank=4, placement=("resnets", "self-attention", "conv-io"))
+    state = install_cross_domain(model, rank=4, placement=("resnets", "self-attention", "conv-io", "partner-input"))
     randomise_lora(model)
     save_intrinsic_lora(model, tmp_path)
     fresh = sd_unet()
     fresh_state = load_intrinsic_lora(fresh, tmp_path)
-    assert fresh.spatialgen_lora_config["placement"] == ["self-attention", "resnets", "conv-io"]
+    assert fresh.spatialgen_lora_config["placement"] == ["self-attention", "resnets", "conv-io", "partner-input"]
     state.schedule = fresh_state.schedule = ConstantSchedule(1.0)
     assert torch.equal(
         joint(model, latents(2), latents(2, seed=5), state), joint(fresh, latents(2), latents(2, seed=5), fresh_state)
     )
+
+
+def test_the_partner_input_reads_the_image_latent_at_the_same_place() -> None:
+    """With only the partner input non-zero, an intrinsic row's output depends on its partner image's latent."""
+    model = sd_unet()
+    state = install_cross_domain(model, rank=4, placement=("self-attention", "partner-input"))
+    state.schedule = ConstantSchedule(0.0)  # the image never sees the maps: any change below comes from the input
+    images, intrinsics = latents(2), latents(2, seed=4)
+    before = joint(model, images, intrinsics, state)
+    with torch.no_grad():
+        model.spatialgen_partner_input.weight.normal_(0, 0.3)
+    after = joint(model, images, intrinsics, state)
+    assert torch.allclose(after[:2], before[:2], atol=1e-6)  # the image domain is untouched
+    swapped = joint(model, images.flip(0), intrinsics, state)
+    assert not torch.allclose(swapped[2:], after[2:], atol=1e-3)  # another image, other maps
+    assert any(p is model.spatialgen_partner_input.weight for p in lora_parameters(model))

@@ -21,6 +21,8 @@ from .blocks import block_numbers
 
 LORA_WEIGHTS = "intrinsic_lora.safetensors"
 LORA_CONFIG = "adapter_config.json"
+PARTNER_WEIGHTS = "partner_input.safetensors"
+PARTNER_MODULE = "spatialgen_partner_input"  # its parameters' prefix in the denoiser's state dict
 DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 #: Where the intrinsic domain's LoRA may sit, by name: the paper's self-attention, and what a small
@@ -32,6 +34,7 @@ PLACEMENTS: dict[str, str] = {
     "feed-forward": r".*\.ff\.net\.(0\.proj|2)",
     "resnets": r".*resnets\.\d+\.(conv1|conv2)",
     "conv-io": r"(conv_in|conv_out|pos_embed\.proj|proj_out)",
+    "partner-input": "",  # not a LoRA: a zero-initialised convolution of the partner image latent (below)
 }
 DEFAULT_PLACEMENT = ("self-attention",)
 
@@ -58,7 +61,7 @@ def check_placement(placement: Sequence[str]) -> tuple[str, ...]:
 def _target_pattern(targets: Sequence[str], placement: Sequence[str] = DEFAULT_PLACEMENT) -> str:
     """One regular expression (peft matches it in full against module names) for the chosen placement."""
     patterns = [_self_attention_pattern(targets)]
-    patterns += [PLACEMENTS[p] for p in check_placement(placement) if p != "self-attention"]
+    patterns += [PLACEMENTS[p] for p in check_placement(placement) if PLACEMENTS[p]]
     return "|".join(f"(?:{p})" for p in patterns) if len(patterns) > 1 else patterns[0] + "$"
 
 
@@ -79,6 +82,12 @@ def install_cross_domain(
     its ResNet convolutions, ``conv_in`` / ``conv_out``, cross-attention or feed-forward layers too.
     Outside attn1 the LoRA acts on the intrinsic rows of a joint batch only (a forward hook reads the
     state's layout), so the image domain stays the base model everywhere.
+
+    ``partner-input`` (beyond the paper, JointDiT's "joint connection" at the input): the intrinsic
+    rows' first convolution also reads their partner's image latent, position by position, through a
+    zero-initialised convolution of the same shape. Self-attention has no positional encoding, so
+    matching an intrinsic token to the image token at the same place must otherwise be learnt from
+    content alone; this gives the intrinsic domain the image's layout directly.
 
     Returns the shared state that the pipeline or trainer drives. With ``init_lora_weights=True``
     peft initialises B = 0, so a freshly installed domain starts as the base model.
@@ -104,9 +113,11 @@ def install_cross_domain(
         processors[name] = CrossDomainAttnProcessor(state, block)
     model.set_attn_processor(processors)
     _route_to_intrinsic_rows(model, state)
+    if "partner-input" in placement:
+        _install_partner_input(model, state)
     if freeze_base:
         for name, parameter in model.named_parameters():
-            parameter.requires_grad_(f".lora_A.{ADAPTER}." in name or f".lora_B.{ADAPTER}." in name)
+            parameter.requires_grad_(_is_intrinsic_parameter(name))
     model.spatialgen_lora_config = {
         "rank": rank,
         "alpha": config.lora_alpha,
@@ -152,9 +163,45 @@ def _intrinsic_rows_hook(state: CrossDomainState):
     return hook
 
 
+def _is_intrinsic_parameter(name: str) -> bool:
+    return f".lora_A.{ADAPTER}." in name or f".lora_B.{ADAPTER}." in name or name.startswith(f"{PARTNER_MODULE}.")
+
+
 def lora_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """The intrinsic domain's trainable LoRA parameters."""
-    return [p for n, p in model.named_parameters() if f".lora_A.{ADAPTER}." in n or f".lora_B.{ADAPTER}." in n]
+    """The intrinsic domain's trainable parameters: its LoRA weights (and the partner input, when installed)."""
+    return [p for n, p in model.named_parameters() if _is_intrinsic_parameter(n)]
+
+
+def _input_convolution(model: torch.nn.Module) -> torch.nn.Conv2d:
+    """The denoiser's first convolution on the latents: a UNet's ``conv_in``, PixArt's patch embedding."""
+    conv = getattr(model, "conv_in", None) or getattr(getattr(model, "pos_embed", None), "proj", None)
+    if conv is None:
+        raise ValueError(f"{type(model).__name__} has no conv_in or pos_embed.proj for the partner input")
+    return conv
+
+
+def _install_partner_input(model: torch.nn.Module, state: CrossDomainState) -> None:
+    conv = _input_convolution(model)
+    base = getattr(conv, "base_layer", conv)
+    partner = torch.nn.Conv2d(
+        base.in_channels, base.out_channels, base.kernel_size, base.stride, base.padding, bias=False
+    ).to(base.weight.device, base.weight.dtype)
+    torch.nn.init.zeros_(partner.weight)  # starts as the paper's model
+    model.add_module(PARTNER_MODULE, partner)
+
+    def hook(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        layout = state.layout
+        if layout is None:
+            return output
+        x = args[0]
+        layout.check(x.shape[0])
+        n = layout.stacked_n
+        if n is not None:
+            return torch.cat([output[:n], output[n:] + partner(x[:n]).to(output.dtype)])
+        rows = layout.intrinsic_rows
+        return output.index_add(0, rows, partner(x[layout.partner[rows]]).to(output.dtype))
+
+    conv.register_forward_hook(hook)
 
 
 def save_intrinsic_lora(model: torch.nn.Module, folder: str | os.PathLike[str]) -> Path:
@@ -180,6 +227,10 @@ def save_intrinsic_lora(model: torch.nn.Module, folder: str | os.PathLike[str]) 
         "spatialgen_placement": settings["placement"],
     }
     atomic_write_json(folder / LORA_CONFIG, peft_config)
+    partner = getattr(model, PARTNER_MODULE, None)
+    if partner is not None:
+        weights = {k: v.detach().cpu().contiguous() for k, v in partner.state_dict().items()}
+        atomic_write_bytes(folder / PARTNER_WEIGHTS, save_bytes(weights))
     return folder
 
 
@@ -207,6 +258,11 @@ def load_intrinsic_lora(
     missing = [k for k in getattr(result, "unexpected_keys", []) if "lora" in k]
     if missing:
         raise ValueError(f"the LoRA in {str(folder)!r} does not fit this model (unexpected keys: {missing[:3]})")
+    partner = getattr(model, PARTNER_MODULE, None)
+    if partner is not None:
+        if not (folder / PARTNER_WEIGHTS).is_file():
+            raise FileNotFoundError(f"{str(folder)!r} names a partner input but has no {PARTNER_WEIGHTS}")
+        partner.load_state_dict(load_file(str(folder / PARTNER_WEIGHTS)))
     return state
 
 

@@ -434,7 +434,13 @@ class IntrinsicLDMPipeline(DiffusionPipeline):
 
 def _base_denoiser(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of the denoiser without the peft layers: base weights under their original names."""
-    state = {k.replace(".base_layer.", "."): v for k, v in model.state_dict().items() if ".lora_" not in k}
+    from .adapter import PARTNER_MODULE
+
+    state = {
+        k.replace(".base_layer.", "."): v
+        for k, v in model.state_dict().items()
+        if ".lora_" not in k and not k.startswith(f"{PARTNER_MODULE}.")
+    }
     clean = type(model).from_config(model.config)
     clean.load_state_dict(state)
     clean.to(model.device)
