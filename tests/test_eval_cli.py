@@ -181,8 +181,10 @@ def test_scenes_export_then_eval_intrinsics_against_truth_and_the_estimator(tmp_
     )
     assert consistency.exit_code == 0, consistency.output
     table = read_results(tmp_path / "estimated")["tables"]["Intrinsic accuracy (mean over images)"]
-    assert set(table) == {k for k in table if k.startswith(("depth/", "normal/"))}  # what the estimator gives
+    # what the estimator gives, and the segmentation against the recogniser's objects
+    assert set(table) == {k for k in table if k.startswith(("depth/", "normal/", "segmentation_"))}
     assert table["depth/delta1"] > 0.85 and table["normal/mean"] < 20
+    assert table["segmentation_foreground_iou"] > 0.8  # a render's exact map agrees with what is seen in it
 
 
 def test_eval_quality_separates_renders_from_noise(tmp_path: Path) -> None:
