@@ -336,7 +336,7 @@ def train_ildm_command(
         None,
         "--placement",
         help="Where the LoRA sits, comma-separated: self-attention (the paper), cross-attention, feed-forward, "
-        "resnets, conv-io.",
+        "resnets, conv-io; partner-input adds a convolution of the image latent to the maps' input.",
     ),
     p_image_clean: float | None = typer.Option(
         None, "--p-image-clean", help="Share of pairs with the image held clean (teaches reading a given image)."
