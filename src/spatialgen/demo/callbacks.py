@@ -311,29 +311,14 @@ def _held_ildm(models: DemoModels, job: str) -> Any:
 
 def read_maps(image: Any, seed: int, steps: int, models: DemoModels) -> list[tuple[Image.Image, str]]:
     """The depth, normals, segmentation and lines I-LDM reads from an uploaded image (its image domain held clean)."""
-    from ..ilora.extract import resize_map, to_model_input
+    from ..ilora.extract import ILDM_MAPS, IntrinsicExtractor
+    from ..intrinsics import Intrinsics
 
     if not 1 <= int(steps) <= MAX_STEPS:
         raise DemoInputError(f"Steps must be between 1 and {MAX_STEPS}, got {steps}.")
     picture = _checked_upload(image, "an image")
-    pipe = _held_ildm(models, "read")
-    side = pipe.unet.config.sample_size * pipe.vae_scale_factor
-    import torch
-
-    out = pipe(
-        [""],
-        image=to_model_input([picture], side),
-        num_inference_steps=int(steps),
-        guidance_scale=1.0,
-        generator=torch.Generator().manual_seed(int(seed)),
-        output_type="latent",
-    )
-    from ..intrinsics import Intrinsics
-
-    maps = {
-        name: resize_map(name, getattr(out.intrinsics, name)[0].float().cpu(), picture.size)
-        for name in ("depth", "normal", "segmentation", "lines")
-    }
+    extractor = IntrinsicExtractor(ILDM_MAPS, ildm=_held_ildm(models, "read"), predict_options={"steps": int(steps)})
+    (maps,) = extractor.extract([picture], seed=int(seed))  # the same path as `intrinsics extract --method ildm`
     pictures = Intrinsics(**{k: v[None] for k, v in maps.items()}).visualise(0)
     return [(picture, "image")] + [(Image.fromarray(p), name) for name, p in pictures.items()]
 
