@@ -88,7 +88,7 @@ def read_images(images: Sequence[Any], recogniser: Any, estimator: Any) -> Image
 
     tensor = to_tensor(images)
     probabilities = recogniser.probabilities(tensor).cpu().numpy()
-    detections = recogniser.detect(tensor)
+    detections = recogniser.detections(probabilities)  # one pass of the network for both
     estimated = estimator.estimate(tensor)
     return ImageReading(
         object_mask=probabilities.argmax(1) != 0,

@@ -238,8 +238,8 @@ def segmentation_consistency(segmentation: np.ndarray, image: Any, recogniser: A
     side = recogniser.resolution
     picture = image if image.size == (side, side) else image.resize((side, side), Image.BILINEAR)
     tensor = to_tensor([picture])
-    objects = recogniser.probabilities(tensor).cpu().numpy().argmax(1) != 0
-    found = len(recogniser.detect(tensor)[0])
+    probabilities = recogniser.probabilities(tensor).cpu().numpy()
+    objects, found = probabilities.argmax(1) != 0, len(recogniser.detections(probabilities)[0])
     seg = np.asarray(segmentation, dtype=np.float64)[None]
     if seg.shape[-2:] != (side, side):
         seg = np.asarray(

@@ -185,10 +185,15 @@ class SceneRecogniser:
         tensor = images if isinstance(images, torch.Tensor) else to_tensor(images)
         out = []
         for start in range(0, len(tensor), batch_size):
-            probs = self.probabilities(tensor[start : start + batch_size]).cpu().numpy()
-            for p in probs:
-                min_area = max(1, round(self.min_area_fraction * p.shape[-1] * p.shape[-2]))
-                out.append(detections_from_probabilities(p, min_area))
+            out += self.detections(self.probabilities(tensor[start : start + batch_size]).cpu().numpy())
+        return out
+
+    def detections(self, probabilities: np.ndarray) -> list[list[Detection]]:
+        """Detections of class probabilities (N, C, H, W) already computed (callers that also need the map)."""
+        out = []
+        for p in probabilities:
+            min_area = max(1, round(self.min_area_fraction * p.shape[-1] * p.shape[-2]))
+            out.append(detections_from_probabilities(p, min_area))
         return out
 
     def relation_verdicts(
