@@ -392,10 +392,14 @@ def given(args) -> None:
         reading = read_images(images, recogniser, estimator)
         n = len(samples)
         rows_depth = [depth_metrics(reading.depth[i : i + 1], exact["depth"][i : i + 1]) for i in range(n)]
+        other = np.roll(np.arange(n), 1)  # chance: each image against another render's maps
+        rows_chance = [depth_metrics(reading.depth[i : i + 1], exact["depth"][j : j + 1]) for i, j in enumerate(other)]
         values = {
             "depth_abs_rel": np.asarray([r["abs_rel"] for r in rows_depth]),
             "depth_delta1": np.asarray([r["delta1"] for r in rows_depth]),
             "layout_iou": foreground_iou(reading.object_mask, map_foreground(exact["segmentation"])),
+            "chance_depth_abs_rel": np.asarray([r["abs_rel"] for r in rows_chance]),
+            "chance_layout_iou": foreground_iou(reading.object_mask, map_foreground(exact["segmentation"][other])),
             **object_scores(prompts, reading.detections),
         }
         results[name] = summarise(values)

@@ -32,6 +32,13 @@ VARIANTS: dict[str, dict] = {
     "wide-clean": {"placement": WIDE, "p_image_clean": 0.2, "p_intrinsic_clean": 0.2},
     "wide-independent": {"placement": WIDE, "p_image_clean": 0.15, "p_intrinsic_clean": 0.15, "p_independent": 0.3},
     "wide-partner": {"placement": [*WIDE, "partner-input"], "p_image_clean": 0.15, "p_intrinsic_clean": 0.15},
+    # The paper's Table 3 on the shipped recipe: maps as a coarse estimator would give them.
+    "wide-partner-coarse16": {
+        "placement": [*WIDE, "partner-input"],
+        "p_image_clean": 0.15,
+        "p_intrinsic_clean": 0.15,
+        "intrinsic_resolution": 16,
+    },
     "everywhere": {"placement": [*WIDE, "cross-attention", "feed-forward"]},
     "wide-lr1e-3": {"placement": WIDE, "lr": 1e-3},
     "wide-rank64": {"placement": WIDE, "rank": 64},

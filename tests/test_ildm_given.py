@@ -118,3 +118,26 @@ def test_cli_reads_maps_of_images_and_draws_images_for_maps(tmp_path: Path, tiny
     assert np.array_equal(held[0], held[1])  # both images follow the same held maps
     refused = runner.invoke(app, ["generate", "a red cube", "--given", given, "--out", str(tmp_path / "sd")])
     assert refused.exit_code != 0 and "--method ildm" in refused.output
+
+
+def test_held_jobs_are_refused_only_for_models_whose_card_says_they_were_not_trained_for_them() -> None:
+    from types import SimpleNamespace
+
+    from spatialgen.ildm.held_jobs import held_job_refusal
+    from spatialgen.models.pipeline import set_model_card
+
+    def pipe(card: dict) -> SimpleNamespace:
+        p = SimpleNamespace()
+        set_model_card(p, card)
+        return p
+
+    reader = pipe({"training": {"p_image_clean": 0.15, "p_intrinsic_clean": 0.0}})
+    assert held_job_refusal(reader, "read") is None
+    follow = held_job_refusal(reader, "follow")
+    assert follow is not None and "follow given maps (p_intrinsic_clean = 0)" in follow
+    assert "--p-intrinsic-clean" in follow  # the refusal says what to change
+    old = pipe({"training": {"steps": 1500}})  # trained before clean pairs existed
+    assert held_job_refusal(old, "read") is not None and held_job_refusal(old, "follow") is not None
+    assert held_job_refusal(pipe({}), "read") is None  # no record: the author's own model is trusted
+    with pytest.raises(ValueError, match="job must be one of read, follow"):
+        held_job_refusal(reader, "draw")  # type: ignore[arg-type]

@@ -238,3 +238,28 @@ def test_lagged_co_generation_holds_the_image_once_drawn_and_zero_lag_is_the_pap
     assert torch.all(seen[5][:4] == 0) and torch.all(seen[5][4:] == ts[3])  # the drawn image is held clean
     with pytest.raises(ValueError, match="free co-generation only"):
         _sample(ours, intrinsic_lag=2, image=torch.zeros(2, 3, 32, 32))
+
+
+def test_the_embedded_ildm_card_holds_its_recipe_budget_and_commands_the_cli_accepts() -> None:
+    import shlex
+
+    import typer
+
+    from spatialgen.cli import app
+    from spatialgen.ildm.pipeline import load_ildm_pipeline
+
+    card = model_card(load_ildm_pipeline("embedded"))
+    training = card["training"]
+    assert training["p_image_clean"] > 0 and training["p_intrinsic_clean"] > 0  # it reads and follows maps too
+    assert "partner-input" in training["placement"] and training["exclude_held_out"] is True
+    assert 0 < card["cpu_hours"] <= 4.0  # the budget for the intrinsic VAE and the LoRA together
+    assert "held-out scene seed" in card["held_out"]
+    command = typer.main.get_command(app)
+    for line in card["reproduce"]:
+        args = shlex.split(line)
+        assert args[:2] == ["spatialgen", "train"]
+        group = command.commands["train"]
+        sub = group.commands[args[2]]
+        sub.make_context(args[2], args[3:])  # every flag and value is one the CLI takes
+    assert f"--placement {','.join(training['placement'])}" in card["reproduce"][1]
+    assert f"--p-image-clean {training['p_image_clean']}" in card["reproduce"][1]

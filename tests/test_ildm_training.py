@@ -133,3 +133,27 @@ def test_independent_pairs_draw_their_own_intrinsic_timestep() -> None:
     assert torch.all(t_intrinsic > 0)  # no pair holds its maps clean here
     assert torch.equal(fed["x"][:64][t_image == 0], x0[t_image == 0])  # the clean share still holds
     assert image_term > 0 and intrinsic_term > 0
+
+
+def test_coarse_intrinsics_keep_palette_colours_in_blocks_and_the_mean_depth() -> None:
+    import numpy as np
+
+    from spatialgen.ildm.training import coarsen_intrinsics
+    from spatialgen.ildm.vae_training import packed_to_uint8
+    from spatialgen.scenes import make_sample, scene_seed
+
+    samples = [make_sample(scene_seed(5, i), 32) for i in range(3)]
+    packed = torch.from_numpy(np.stack([packed_to_uint8(s.intrinsics().pack()) for s in samples]))
+    assert coarsen_intrinsics(packed, 32) is packed  # an estimator at full resolution changes nothing
+    coarse = coarsen_intrinsics(packed, 8)
+    assert coarse.shape == packed.shape and coarse.dtype == torch.uint8
+    seg, seg_before = coarse[:, 4:7], packed[:, 4:7]
+    blocks = seg.unflatten(-1, (8, 4)).unflatten(-3, (8, 4))  # (N, 3, 8, 4, 8, 4)
+    assert torch.equal(blocks, blocks[:, :, :, :1, :, :1].expand_as(blocks))  # constant over each 4 x 4 block
+    colours = lambda t: {tuple(c) for c in t.permute(0, 2, 3, 1).reshape(-1, 3).tolist()}  # noqa: E731
+    assert colours(seg) <= colours(seg_before)  # no blended segment colours
+    depth, depth_before = coarse[:, 0].float(), packed[:, 0].float()
+    assert abs(depth.mean() - depth_before.mean()) < 1.0  # in uint8 levels: area down, bilinear up
+    assert (depth - depth_before).abs().max() > 10  # object edges blur
+    with pytest.raises(ValueError, match="intrinsic_resolution must be positive"):
+        ILDMTrainConfig(data="d", out="o", intrinsic_vae="v", intrinsic_resolution=0).validate()

@@ -63,6 +63,19 @@ def test_caption_draws_follow_the_mix_and_dropout() -> None:
     assert drawn == again
 
 
+def test_held_out_captions_are_dropped_by_their_text_whatever_their_kind() -> None:
+    from spatialgen.eval.prompts.prompt_sets import scene_prompt_set
+
+    held_out = scene_prompt_set("2d", 1)[0].prompt
+    # A scene dataset read back from `intrinsics extract --source` names its captions caption, caption-2, ...
+    extracted = [{"caption": held_out, "caption-2": "a red cube"}] * 200
+    drawn = draw_captions(batch_generator(0, 0), extracted, np.arange(200), exclude_held_out=True)
+    assert set(drawn) == {"a red cube"}
+    assert held_out in draw_captions(batch_generator(0, 0), extracted, np.arange(200))  # kept when not asked
+    only_held_out = [{"caption": held_out}] * 3
+    assert draw_captions(batch_generator(0, 0), only_held_out, np.arange(3), exclude_held_out=True) == [""] * 3
+
+
 def _config(scenes: Path, out: Path, diffusion_steps: int) -> BaseTrainConfig:
     return BaseTrainConfig(
         data=str(scenes),

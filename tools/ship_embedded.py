@@ -5,6 +5,7 @@
     python tools/ship_embedded.py --run runs/vae-decoder   # the base with a fine-tuned decoder (same latents)
     python tools/ship_embedded.py --infsplign-weight 300   # record the InfSplign weight the sweep chose
     python tools/ship_embedded.py --ilora runs/ilora-bench/normal-single_step/adapter ...   # I-LoRA adapters
+    python tools/ship_embedded.py --ildm runs/ildm --ildm-measured runs/ildm-bench/consistency.json   # I-LDM
 
 A newly shipped base model drops the old InfSplign recommendation (it was tuned for the old
 weights): re-run ``python benchmarks/infsplign.py weights`` and record the winner.
@@ -66,39 +67,95 @@ def train_commands(resumes: list[dict]) -> list[str]:
     return commands
 
 
-def ship_ildm(run: Path) -> None:
-    """Copy what I-LDM adds to the embedded base (intrinsic VAE, LoRA, schedule) into weights/embedded-ildm."""
+def _vae_seconds(vae_run: Path) -> float | None:
+    """The intrinsic VAE's training seconds: its held-out record, else its last checkpoint (None when neither says)."""
+    from spatialgen.training_harness import checkpoint_seconds
+
+    record = json.loads((vae_run / "held-out.json").read_text())
+    if "training_seconds" in record:
+        return float(record["training_seconds"])
+    checkpoints = sorted((vae_run / "checkpoints").glob("vae-*"))
+    seconds = checkpoint_seconds(checkpoints[-1]) if checkpoints else 0.0
+    return seconds or None
+
+
+def consistency_summary(path: Path) -> dict:
+    """Means and 95% intervals (bootstrap over prompts) per row and prompt kind of ``ildm_joint.py consistency``."""
+    from spatialgen.eval.runs.ildm_consistency import ConsistencyRecords
+
+    rows = json.loads(path.read_text())
+    out: dict = {"command": "python benchmarks/ildm_joint.py consistency --model embedded"}
+    for key, row in rows.items():
+        records = ConsistencyRecords.from_dict(row["records"])
+        cell = {
+            name: {k: round(v, 4) for k, v in records.summary(name).items()}
+            for name, values in records.values.items()
+            if not np.all(np.isnan(values))
+        }
+        out[key] = {"images": len(records.prompt_index), "cmmd": row.get("cmmd"), **cell}
+        out.setdefault("settings", row["settings"])
+    return out
+
+
+def ildm_reproduce(training: dict, vae_training: dict) -> list[str]:
+    """The two commands that train this I-LDM from scratch on the README's scene set, every recipe flag spelled out."""
+    base = "" if training.get("base", "embedded") == "embedded" else " --base runs/base/pipeline"
+    vae = (
+        f"spatialgen train intrinsic-vae --data data/scenes-train{base} --out runs/ivae"
+        f" --steps {vae_training['steps']} --batch-size {vae_training['batch_size']}"
+        f" --max-scenes {vae_training['max_scenes']}"
+    )
+    ildm = (
+        f"spatialgen train ildm --data data/scenes-train{base} --intrinsic-vae runs/ivae/intrinsic_vae"
+        f" --out runs/ildm --steps {training['steps']} --batch-size {training['batch_size']}"
+        f" --lr {training['lr']} --rank {training['rank']} --max-scenes {training['max_scenes']}"
+        f" --placement {','.join(training.get('placement', ['self-attention']))}"
+    )
+    for key in ("p_image_clean", "p_intrinsic_clean", "p_independent", "ema_decay"):
+        if training.get(key):
+            ildm += f" --{key.replace('_', '-')} {training[key]}"
+    return [vae, ildm]
+
+
+def ship_ildm(run: Path, measured: Path | None = None, machine: str = "") -> None:
+    """Copy what I-LDM adds to the embedded base (intrinsic VAE, LoRA, partner input) into weights/embedded-ildm.
+
+    The card records the whole recipe (placement, clean-pair shares, EMA), the CPU-hours of both
+    trainings, the commands that reproduce them and, when given, the consistency measurement
+    (``benchmarks/ildm_joint.py consistency --out``) of exactly these weights.
+    """
     from spatialgen.fileio import atomic_write_json, replace_dir
     from spatialgen.ildm.pipeline import embedded_ildm_path
+    from spatialgen.ildm.training import HELD_OUT_NOTE as ILDM_HELD_OUT
+    from spatialgen.training_harness import checkpoint_seconds
 
     pipeline = run / "pipeline"
+    if not (pipeline / "intrinsic_lora").is_dir():
+        raise SystemExit(f"{pipeline} holds no trained I-LDM; finish `spatialgen train ildm --out {run}` first")
     training = json.loads((run / "config.json").read_text())
     vae_run = Path(training["intrinsic_vae"]).parent
     vae_training = json.loads((vae_run / "config.json").read_text())
-    # Trained on a base run's fp32 weights (not the shipped fp16 copy): reproduce names the base's own run folder,
-    # the one the base card's reproduce commands write.
-    base = "" if training.get("base", "embedded") == "embedded" else " --base runs/base/pipeline"
+    last = sorted((run / "checkpoints").glob("diffusion-*"))
+    seconds = {"intrinsic_vae": _vae_seconds(vae_run), "ildm": checkpoint_seconds(last[-1]) if last else None}
+    card = {
+        "training": training,
+        "intrinsic_vae_training": vae_training,
+        "intrinsic_vae_held_out": json.loads((vae_run / "held-out.json").read_text()),
+        "training_seconds": seconds,
+        "cpu_hours": round(sum(s for s in seconds.values() if s) / 3600, 2),
+        "machine": machine,
+        "held_out": ILDM_HELD_OUT,
+        "reproduce": ildm_reproduce(training, vae_training),
+    }
+    if measured is not None:
+        card["measured"] = consistency_summary(measured)
     with replace_dir(embedded_ildm_path()) as tmp:
         for part in ("intrinsic_vae", "intrinsic_lora"):
             shutil.copytree(pipeline / part, tmp / part)
         shutil.copy(pipeline / "ildm.json", tmp / "ildm.json")
-        atomic_write_json(
-            tmp / "spatialgen.json",
-            {
-                "training": training,
-                "intrinsic_vae_training": vae_training,
-                "intrinsic_vae_held_out": json.loads((vae_run / "held-out.json").read_text()),
-                "reproduce": [
-                    f"spatialgen train intrinsic-vae --data data/scenes-train{base} --out runs/ivae"
-                    f" --steps {vae_training['steps']} --batch-size {vae_training['batch_size']}",
-                    f"spatialgen train ildm --data data/scenes-train{base} --intrinsic-vae runs/ivae/intrinsic_vae"
-                    f" --out runs/ildm --steps {training['steps']} --batch-size {training['batch_size']}"
-                    f" --lr {training['lr']} --rank {training['rank']}",
-                ],
-            },
-        )
+        atomic_write_json(tmp / "spatialgen.json", card)
     size = sum(f.stat().st_size for f in embedded_ildm_path().rglob("*") if f.is_file())
-    print(f"embedded I-LDM: {size / 1e6:.1f} MB in {embedded_ildm_path()}")
+    print(f"embedded I-LDM: {size / 1e6:.1f} MB, {card['cpu_hours']} CPU-hours, in {embedded_ildm_path()}")
 
 
 def ship_ilora(adapters: list[Path]) -> None:
@@ -170,6 +227,9 @@ def main() -> None:
     parser.add_argument("--recogniser", type=Path, default=None, help="a `spatialgen train recogniser` folder")
     parser.add_argument("--estimator", type=Path, default=None, help="a `spatialgen train estimator` folder")
     parser.add_argument("--ildm", type=Path, default=None, help="a `spatialgen train ildm` run folder")
+    parser.add_argument(
+        "--ildm-measured", type=Path, default=None, help="OUT/consistency.json of `ildm_joint.py consistency`"
+    )
     parser.add_argument("--infsplign-weight", type=float, default=None, help="InfSplign weight for the model card")
     parser.add_argument("--ilora", type=Path, nargs="+", default=[], help="I-LoRA adapter folders (train ilora)")
     parser.add_argument("--tore-bias", type=Path, default=None, help="`spatialgen bias --model embedded` bias.json")
@@ -181,7 +241,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.ildm is not None:
-        ship_ildm(args.ildm)
+        ship_ildm(args.ildm, args.ildm_measured, args.machine)
     if args.ilora:
         ship_ilora(args.ilora)
     if args.tore_bias is not None:

@@ -39,6 +39,11 @@ class Generator:
             raise ValueError("given maps need an I-LDM method: --method ildm")
         if self.spatial_guidance is not None:
             raise ValueError("given maps and InfSplign do not combine: use --method ildm")
+        from .ildm.held_jobs import held_job_refusal
+
+        refusal = held_job_refusal(self.pipe, "follow")
+        if refusal is not None:
+            raise ValueError(refusal)
         return replace(self, given_intrinsics=maps)
 
     @property

@@ -355,6 +355,11 @@ def train_ildm_command(
     lr: float | None = typer.Option(None, "--lr", help="Learning rate of the LoRA."),
     ema_decay: float | None = typer.Option(None, "--ema-decay", help="Keep (and ship) an EMA of the LoRA weights."),
     max_scenes: int | None = MAX_SCENES,
+    intrinsic_resolution: int | None = typer.Option(
+        None,
+        "--intrinsic-resolution",
+        help="Train on maps coarsened to this side and scaled back (robustness to coarse estimators).",
+    ),
     checkpoint_every: int | None = typer.Option(
         None, "--checkpoint-every", help="Steps between checkpoints and sample grids."
     ),
@@ -384,6 +389,7 @@ def train_ildm_command(
         lr=lr,
         ema_decay=ema_decay,
         max_scenes=max_scenes,
+        intrinsic_resolution=intrinsic_resolution,
         checkpoint_every=checkpoint_every,
         seed=seed,
     )

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..intrinsic_shards import open_dataset
-from ..scenes.captions import DEFAULT_CAPTION_MIX, RELATIONAL_KINDS, check_caption_mix, choose_caption
+from ..scenes.captions import DEFAULT_CAPTION_MIX, check_caption_mix, choose_caption
 from ..scenes.held_out import is_held_out_caption
 from ..scenes.sampling import Draw
 from ..scenes.spec import SceneConfig
@@ -82,8 +82,10 @@ def draw_captions(
     for index, seed, drop in zip(indices, seeds, dropped, strict=True):
         available = captions[int(index)]
         if exclude_held_out:
-            available = {k: v for k, v in available.items() if k not in RELATIONAL_KINDS or not is_held_out_caption(v)}
-        out.append("" if drop else choose_caption(available, mix, Draw(int(seed)))[1])
+            # By text, not by kind: a scene dataset re-read through `intrinsics extract --source` keeps its
+            # captions as ``caption``, ``caption-2``, ... and its held-out relational ones must still go.
+            available = {k: v for k, v in available.items() if not is_held_out_caption(v)}
+        out.append("" if drop or not available else choose_caption(available, mix, Draw(int(seed)))[1])
     return out
 
 
