@@ -22,6 +22,8 @@ LAYERS: list[set[str]] = [
         "training_harness",
         "shard_jobs",
         "tar_records",
+        "image_files",
+        "hub",
     },
     {"triplets", "intrinsic_files", "intrinsic_shards", "output_layouts", "scenes", "tore"},
     {"models", "eval"},

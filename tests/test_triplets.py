@@ -92,3 +92,46 @@ def test_the_table_covers_forty_phrasings() -> None:
 )
 def test_prompts_without_a_relation_between_two_objects_give_none_everywhere(prompt: str) -> None:
     assert parse_triplet(prompt) is None and parse_spatial_prompt(prompt) is None
+
+
+def test_the_parser_never_raises_and_reads_every_phrase_between_generated_objects() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from spatialgen.relations import PHRASES
+    from spatialgen.triplets import _B_STOPWORDS, _DETERMINERS
+
+    function_words = _DETERMINERS | _B_STOPWORDS | {w for phrase in PHRASES for w in phrase.split()}
+    word = st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=2, max_size=9).filter(
+        lambda w: w not in function_words  # object words: not an article, a relation word or a context word
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(max_size=400))
+    def never_raises(text: str) -> None:
+        triplet = parse_triplet(text)
+        assert triplet is None or (triplet.a.text and triplet.b.text)
+
+    @settings(max_examples=300, deadline=None)
+    @given(word, word, st.sampled_from(sorted(PHRASES)))
+    def round_trip(a: str, b: str, phrase: str) -> None:
+        triplet = parse_triplet(f"a {a} {phrase} a {b}")
+        assert triplet is not None and (triplet.a.text, triplet.relation, triplet.b.text) == (a, PHRASES[phrase], b)
+
+    never_raises()
+    round_trip()
+
+
+def test_the_parser_is_linear_in_the_prompt_length() -> None:
+    import time
+
+    def seconds(n: int) -> float:
+        text = ", left of" * n
+        started = time.perf_counter()
+        parse_triplet(text)
+        parse_triplet("a cube left of " * n)
+        return time.perf_counter() - started
+
+    seconds(200)  # warm up
+    small, large = seconds(1000), seconds(8000)
+    assert large < 20 * small + 0.05  # 8x the text: about 8x the time, not 64x

@@ -132,12 +132,18 @@ def check_memory(pipe: Any, size: int, batch_size: int) -> None:
         )
 
 
-def check_prompts(pipe: Any, prompts: Sequence[str], strict: bool = False) -> None:
-    """Warn about (or, with ``strict``, refuse) words the tokenizer cannot represent and over-long prompts."""
+def check_prompts(pipe: Any, prompts: Sequence[str], strict: bool = False, guided: bool = False) -> None:
+    """Warn about (or, with ``strict``, refuse) words the tokenizer cannot represent and over-long prompts.
+
+    ``guided`` (InfSplign): an object of the relation that the model cannot spell is refused at
+    once, in one message, whatever ``strict`` says; guidance would have nothing to locate.
+    """
     if not prompts:
         raise ValueError("no prompts given: pass a prompt, or --prompts FILE with one prompt per line")
     problems = []
     for prompt in prompts:
+        if guided:
+            check_guidable_objects(pipe.tokenizer, prompt)
         unknown = unknown_words(pipe.tokenizer, prompt)
         if unknown:
             problems.append(
@@ -153,6 +159,21 @@ def check_prompts(pipe: Any, prompts: Sequence[str], strict: bool = False) -> No
         raise ValueError("; ".join(problems) + ". Rephrase, or drop --strict to generate anyway")
     for problem in problems:
         logger.warning(problem)
+
+
+def check_guidable_objects(tokenizer: Any, prompt: str) -> None:
+    """Refuse a relation whose objects the model has no tokens for: their attention says nothing of where they are."""
+    from .triplets import parse_triplet
+
+    triplet = parse_triplet(prompt)
+    if triplet is None:
+        return
+    unknown = unknown_words(tokenizer, f"{triplet.a.text} {triplet.b.text}")
+    if unknown:
+        raise ValueError(
+            f"InfSplign cannot guide {prompt!r}: the model does not know {', '.join(unknown)} (each becomes <unk>, "
+            "with no attention of its own to move); name objects the model knows, or use --method sd"
+        )
 
 
 def read_prompt_file(path: str | os.PathLike[str]) -> list[str]:
@@ -221,7 +242,7 @@ def prepare_sampling(
     pipe = generator.pipe
     size = check_size(pipe, settings.size or native_size(pipe))
     check_memory(pipe, size, batch_size)
-    check_prompts(pipe, prompts, strict)
+    check_prompts(pipe, prompts, strict, guided=generator.guided)
     pipe.scheduler = make_scheduler(settings.scheduler, pipe.scheduler.config)  # cheap: a config and a few arrays
     return size
 

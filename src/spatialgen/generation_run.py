@@ -75,19 +75,29 @@ def run_record(records: Sequence[dict[str, Any]], n: int, seed: int, batch_size:
 
 
 def open_run_folder(out: str | os.PathLike[str], record: dict[str, Any], resume: bool, main_process: bool) -> Path:
-    """Create the output folder, or reopen one for ``resume`` only if it was made with the same settings."""
+    """Create the output folder, or reopen one made with the same settings.
+
+    A folder that holds another run's images is refused with or without ``resume``: writing a new
+    run into it would leave the old run's files (an I-LDM sample's maps beside an InfSplign image of
+    the same name), and a later ``--resume`` would trust them. With the same settings a run without
+    ``resume`` makes every image again, overwriting each file it owns.
+    """
     folder = ensure_writable_dir(out)
     path = folder / RUN_RECORD
-    if resume and path.is_file():
+    if path.is_file():
         saved = json.loads(path.read_text())
         changed = sorted(k for k in set(saved) | set(record) if saved.get(k) != record.get(k))
         if changed:
             details = ", ".join(f"{k}: {saved.get(k)!r} -> {record.get(k)!r}" for k in changed)
             raise ValueError(
-                f"{folder} holds images made with other settings ({details}); resume with the same ones, "
-                "or write to another --out"
+                f"{folder} holds images made with other settings ({details}); write to another --out "
+                "(or delete that folder), or resume with the same settings"
             )
-    elif main_process:
+    elif any(folder.glob("*.png")) or any(folder.glob("*/*.png")):
+        raise ValueError(
+            f"{folder} already holds images that no spatialgen run recorded; write to another --out (or empty it)"
+        )
+    if main_process:
         atomic_write_json(path, record)
     return folder
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,9 @@ class T2ICompBenchLayout(Layout):
                 )
 
 
+_VISOR_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 class VisorLayout(Layout):
     name = "visor"
     extras = False
@@ -114,9 +118,20 @@ class VisorLayout(Layout):
         return Path(f"{identifier}_{job.sample}.png")
 
     def check(self, records: list[dict[str, Any]]) -> None:
-        ids = [r.get("index", i) for i, r in enumerate(records)]
-        if len(set(ids)) != len(ids):
-            raise ValueError("the prompt records' 'index' fields repeat: VISOR's layout names images by them")
+        """Ids name files: letters, digits, ``_`` and ``-`` only (no path), and unique as file names ("7" is 7)."""
+        ids = [str(r.get("index", i)) for i, r in enumerate(records)]
+        for number, identifier in enumerate(ids):
+            if not _VISOR_ID.fullmatch(identifier):
+                raise ValueError(
+                    f"prompt record {number} has 'index' {identifier[:80]!r}: VISOR's layout names images by it, so "
+                    "it must be 1-64 letters, digits, '_' or '-' (no '/', '.' or spaces); fix the record's index"
+                )
+        repeated = sorted(i for i, count in Counter(ids).items() if count > 1)
+        if repeated:
+            raise ValueError(
+                f"the prompt records' 'index' fields repeat ({', '.join(repeated[:5])}): VISOR's layout names "
+                "images by them, so one image would overwrite another"
+            )
 
 
 def check_layout(name: str) -> str:

@@ -130,7 +130,15 @@ def run_ray(shards: Sequence[Any], out: Path, settings: Any, address: str | None
     started = False
     if not ray.is_initialized():
         kwargs = {"address": address} if address else {"num_cpus": max(1, workers), "include_dashboard": False}
-        ray.init(log_to_driver=False, configure_logging=False, **kwargs)
+        try:
+            ray.init(log_to_driver=False, configure_logging=False, **kwargs)
+        except (ConnectionError, RuntimeError) as error:
+            if not address:
+                raise
+            raise ValueError(
+                f"no Ray cluster answers at --ray-address {address} ({str(error).splitlines()[0][:160]}); start one "
+                "with `ray start --head`, or leave --ray-address out to run a local Ray for this job"
+            ) from None
         started = True
     try:
         items = [{"shard": json.dumps(asdict(s))} for s in shards]

@@ -91,12 +91,18 @@ def _words(text: str, offset: int = 0) -> list[tuple[str, int, int]]:
     return [(m.group(0).lower(), offset + m.start(), offset + m.end()) for m in _WORD.finditer(text)]
 
 
+#: How far from a relation phrase its objects are looked for: an object is a few words, and a bounded
+#: window keeps parsing linear in the prompt's length (a prompt of 10,000 relation phrases included).
+OBJECT_WINDOW = 200
+
+
 def _object_before(prompt: str, end: int) -> ObjectSpan | None:
-    head = prompt[:end]
-    if re.search(r"[,;:.!?]\s*$", head):
+    head = prompt[max(0, end - OBJECT_WINDOW) : end]
+    trimmed = head.rstrip()
+    if trimmed and trimmed[-1] in ",;:.!?":
         return None  # "a cat, left of ..." names no object right before the relation
     clause = re.split(r"[,;:.!?]", head)[-1]
-    words = _words(clause, len(head) - len(clause))
+    words = _words(clause, end - len(clause))
     if not words:
         return None
     last_determiner = max((i for i, (w, _, _) in enumerate(words) if w in _DETERMINERS), default=-1)
@@ -107,7 +113,7 @@ def _object_before(prompt: str, end: int) -> ObjectSpan | None:
 
 
 def _object_after(prompt: str, start: int) -> ObjectSpan | None:
-    clause = re.split(r"[,;:.!?]", prompt[start:])[0]
+    clause = re.split(r"[,;:.!?]", prompt[start : start + OBJECT_WINDOW])[0]
     words = _words(clause, start)
     while words and words[0][0] in _DETERMINERS:
         words = words[1:]

@@ -109,6 +109,10 @@ def extract_command(
         ),
         highlight=False,
     )
+    if report.unreadable:
+        more = len(report.unreadable) - 5
+        shown = "; ".join(report.unreadable[:5]) + (f"; and {more} more" if more > 0 else "")
+        console.print(f"{len(report.unreadable)} unreadable image(s) skipped: {shown}", highlight=False)
 
 
 def extract_dataset_command(

@@ -11,16 +11,20 @@ Unreadable members never stop a job: they come through as items with an ``error`
 
 from __future__ import annotations
 
-import io
 import json
+import lzma
 import os
+import posixpath
 import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .keys import KeyAllocator
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 CAPTION_COLUMNS = ("caption", "text", "TEXT")
@@ -47,6 +51,7 @@ class Item:
     image: Any = None  # encoded bytes, or an (H, W, 3) uint8 array (scene world)
     captions: list[str] = field(default_factory=list)
     error: str | None = None
+    source_key: str | None = None  # the source's own name for it, when ``key`` had to differ (curate.keys)
 
 
 def list_shards(
@@ -96,9 +101,15 @@ def list_shards(
 
 
 def read_shard(shard: InputShard) -> Iterator[Item]:
-    """The items of one input shard, in a fixed order."""
+    """The items of one input shard, in a fixed order, each readable one under a shard-safe unique key."""
     readers = {"webdataset": _read_tar, "parquet": _read_parquet, "folder": _read_folder, "scenes": _read_scenes}
-    yield from readers[shard.kind](shard)
+    keys = KeyAllocator()
+    for item in readers[shard.kind](shard):
+        if item.error is None:
+            key = keys(item.key)
+            if key != item.key:
+                item.key, item.source_key = key, item.key
+        yield item
 
 
 def _captions_from(name: str, data: bytes) -> list[str]:
@@ -111,30 +122,58 @@ def _captions_from(name: str, data: bytes) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def _read_tar(shard: InputShard) -> Iterator[Item]:
+def _member_key(name: str) -> tuple[str, str]:
+    """(sample key, lower-case extension with its dot) of a tar member: ``./a/photo.2020.JPG`` -> (a/photo.2020, .jpg).
+
+    Only the last suffix is the field (the files read here have one: .jpg, .txt, .json, ...), so a
+    dotted stem stays one sample, and ``./`` or a leading ``/`` does not change the key.
+    """
+    normal = posixpath.normpath(name.replace("\\", "/")).lstrip("/")
+    stem, dot, ext = normal.rpartition(".")
+    if not dot or "/" in ext or not stem or stem.endswith("/"):
+        return normal, ""
+    return stem, "." + ext.lower()
+
+
+def _tar_item(key: str, files: dict[str, bytes]) -> Item:
+    image = next((files[s] for s in IMAGE_SUFFIXES if s in files), None)
+    captions: list[str] = []
     try:
-        with tarfile.open(shard.path) as tar:
-            groups: dict[str, dict[str, bytes]] = {}
+        for suffix in (".txt", ".json"):
+            if suffix in files:
+                captions += _captions_from(suffix, files[suffix])
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return Item(key, error=f"unreadable caption: {error}")
+    return Item(key, image, captions, None if image is not None else "no image")
+
+
+def _read_tar(shard: InputShard) -> Iterator[Item]:
+    """Samples as their members stream past (webdataset keeps a sample's members together): one sample in memory."""
+    key: str | None = None
+    files: dict[str, bytes] = {}
+    try:
+        with tarfile.open(shard.path, mode="r:*") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
-                key, _, ext = member.name.partition(".")
+                member_key, ext = _member_key(member.name)
+                if member_key != key and key is not None:
+                    yield _tar_item(key, files)
+                    files = {}
+                key = member_key
                 handle = tar.extractfile(member)
-                groups.setdefault(key, {})["." + ext.lower()] = handle.read() if handle else b""
-    except (tarfile.TarError, OSError, EOFError) as error:
+                files[ext] = handle.read() if handle else b""
+    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as error:  # compressed tars too
+        if key is not None:
+            yield _tar_item(key, files)  # what came before the damage is kept
+            key = None
         yield Item(f"{shard.name}/*", error=f"corrupt shard: {error}")
-        return
-    for key, files in groups.items():
-        image = next((files[s] for s in IMAGE_SUFFIXES if s in files), None)
-        captions: list[str] = []
-        try:
-            for suffix in (".txt", ".json"):
-                if suffix in files:
-                    captions += _captions_from(suffix, files[suffix])
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            yield Item(key, error=f"unreadable caption: {error}")
-            continue
-        yield Item(key, image, captions, None if image is not None else "no image")
+    if key is not None:
+        yield _tar_item(key, files)
+
+
+#: Parquet rows decoded at a time: a parquet file of any size is read a batch at a time.
+PARQUET_BATCH = 256
 
 
 def _read_parquet(shard: InputShard) -> Iterator[Item]:
@@ -142,22 +181,31 @@ def _read_parquet(shard: InputShard) -> Iterator[Item]:
         import pyarrow.parquet as pq
     except ImportError as error:
         raise ImportError("parquet sources need pyarrow: pip install 'spatialgen[scale]'") from error
+    base = Path(shard.path).parent.resolve()
+    i = 0
     try:
-        table = pq.read_table(shard.path).to_pylist()
+        with pq.ParquetFile(shard.path) as table:
+            for batch in table.iter_batches(batch_size=PARQUET_BATCH):
+                for row in batch.to_pylist():
+                    yield _parquet_item(row, f"{shard.name}-{i:06d}", base)
+                    i += 1
     except Exception as error:  # pyarrow raises its own kinds for a damaged file
-        yield Item(f"{shard.name}/*", error=f"corrupt shard: {error}")
-        return
-    base = Path(shard.path).parent
-    for i, row in enumerate(table):
-        key = str(row.get("key", f"{shard.name}-{i:06d}"))
-        caption = next((row[c] for c in CAPTION_COLUMNS if row.get(c)), None)
-        image = row.get("image")
-        if isinstance(image, dict):
-            image = image.get("bytes")
-        if image is None and row.get("path"):
-            path = base / str(row["path"])
-            image = path.read_bytes() if path.is_file() else None
-        yield Item(key, image, [str(caption)] if caption else [], None if image is not None else "no image")
+        yield Item(f"{shard.name}/*", error=f"corrupt shard after {i} rows: {error}")
+
+
+def _parquet_item(row: dict[str, Any], default_key: str, base: Path) -> Item:
+    key = str(row.get("key") or default_key)
+    caption = next((row[c] for c in CAPTION_COLUMNS if row.get(c)), None)
+    captions = [str(caption)] if caption else []
+    image = row.get("image")
+    if isinstance(image, dict):
+        image = image.get("bytes")
+    if image is None and row.get("path"):
+        path = (base / str(row["path"])).resolve()
+        if not path.is_relative_to(base):  # an absolute or ../ path would read any file of the machine
+            return Item(key, error=f"path {row['path']!r} leaves the parquet file's folder; store paths inside it")
+        image = path.read_bytes() if path.is_file() else None
+    return Item(key, image, captions, None if image is not None else "no image")
 
 
 def _read_folder(shard: InputShard) -> Iterator[Item]:
@@ -184,11 +232,15 @@ def _read_scenes(shard: InputShard) -> Iterator[Item]:
 
 
 def decode_image(image: Any) -> Any:
-    """An item's image as an RGB PIL image (arrays come from the scene world, bytes from files)."""
+    """An item's image as an RGB PIL image (arrays come from the scene world, bytes from files).
+
+    Raises :class:`~spatialgen.image_files.UnreadableImage` (a ``ValueError``) for anything that
+    does not decode, a decompression bomb included.
+    """
     from PIL import Image
+
+    from ..image_files import read_rgb
 
     if isinstance(image, np.ndarray):
         return Image.fromarray(image)
-    with Image.open(io.BytesIO(image)) as im:
-        im.load()
-        return im.convert("RGB")
+    return read_rgb(image, "the image")

@@ -8,7 +8,8 @@ a bad input becomes one readable sentence on the page (a :class:`DemoInputError`
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,10 @@ SAMPLER_CHOICES = ("ddim", "dpm", "ddpm", "euler")
 LOSS_CHOICES = ("sigmoid", "relu", "leaky_relu", "gelu")
 MAX_IMAGES = 8
 MAX_STEPS = 200
+MAX_PROMPT_CHARS = 500  # benchmark prompts are under 300; the parser and tokenizer never see more
 KEEP_GENERATIONS = 32  # download folders kept per process; older ones are removed as new ones come
+MAX_GENERATORS = 6  # loaded (method, spatial LoRA) pipelines kept; the least recently used goes first
+NO_LORA = "none"
 
 
 class DemoInputError(ValueError):
@@ -55,7 +59,7 @@ class DemoRequest:
     weight: float | None = None  # InfSplign's weight; None: the model card's recommendation
     guide_fraction: float = 0.25
     presence: bool = False
-    lora: str = ""  # a spatial LoRA folder (train esplora), fused
+    lora: str = ""  # the name of one of the operator's spatial LoRAs (`spatialgen demo --lora DIR`), fused
     tore: bool = False
     tore_tau: float = 0.05
     strict: bool = False
@@ -72,10 +76,17 @@ class DemoResult:
     notes: str = ""
 
 
+def check_prompt_length(prompt: str) -> None:
+    """Refuse a prompt longer than :data:`MAX_PROMPT_CHARS` (checked on the server, whatever the page sent)."""
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise DemoInputError(f"The prompt is {len(prompt)} characters long; keep it to {MAX_PROMPT_CHARS}.")
+
+
 def check_request(request: DemoRequest) -> DemoRequest:
     """Refuse what cannot run, in words a visitor can act on."""
     if not request.prompt or not request.prompt.strip():
         raise DemoInputError("Type a prompt first, e.g. 'a red cube to the left of a blue sphere'.")
+    check_prompt_length(request.prompt)
     if request.method not in METHOD_CHOICES:
         raise DemoInputError(f"Unknown method {request.method!r}; choose one of {', '.join(METHOD_CHOICES)}.")
     if not 1 <= int(request.steps) <= MAX_STEPS:
@@ -90,8 +101,6 @@ def check_request(request: DemoRequest) -> DemoRequest:
         raise DemoInputError(f"Unknown sampler {request.sampler!r}; choose one of {', '.join(SAMPLER_CHOICES)}.")
     if request.schedule not in SCHEDULE_CHOICES:
         raise DemoInputError(f"Unknown schedule {request.schedule!r}; choose one of {', '.join(SCHEDULE_CHOICES)}.")
-    if request.lora and not Path(request.lora).exists():
-        raise DemoInputError(f"No spatial LoRA at {request.lora!r}; give the folder `spatialgen train esplora` wrote.")
     return replace(
         request,
         prompt=request.prompt.strip(),
@@ -102,14 +111,33 @@ def check_request(request: DemoRequest) -> DemoRequest:
 
 
 class DemoModels:
-    """Generators loaded once per (method, spatial LoRA) and kept: a request never reloads weights."""
+    """Generators loaded on first use per (method, spatial LoRA) and kept, at most :data:`MAX_GENERATORS`.
 
-    def __init__(self, model: str = "embedded", device: str = "cpu") -> None:
+    Spatial LoRAs come only from the operator's list (``spatialgen demo --lora DIR``), by name: a
+    visitor picks one from a dropdown and never names a path of the server. Their folders are
+    resolved once, here, so one adapter is one cache entry however it was spelled.
+    """
+
+    def __init__(self, model: str = "embedded", device: str = "cpu", loras: Sequence[str | Path] = ()) -> None:
         self.model = model
         self.device = device
-        self._generators: dict[tuple[str, str], Any] = {}
+        self.loras: dict[str, Path] = {}
+        for folder in loras:
+            path = Path(folder).expanduser().resolve()
+            if not path.is_dir():
+                raise FileNotFoundError(f"--lora {str(folder)!r} is not a folder; give one `train esplora` wrote")
+            name, k = path.name, 1
+            while name in self.loras or name == NO_LORA:
+                k += 1
+                name = f"{path.name}-{k}"
+            self.loras[name] = path
+        self._generators: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._outputs = Path(tempfile.mkdtemp(prefix="spatialgen-demo-"))
         self._count = 0
+
+    def lora_choices(self) -> list[str]:
+        """What the page's spatial LoRA dropdown offers: none, then the operator's adapters by name."""
+        return [NO_LORA, *self.loras]
 
     def output_folder(self) -> Path:
         """A new folder for one generation's downloads; the oldest beyond :data:`KEEP_GENERATIONS` are removed."""
@@ -122,17 +150,25 @@ class DemoModels:
         return self._outputs / f"{self._count:06d}"
 
     def generator(self, method: str, lora: str = "") -> Any:
+        """The generator of ``method`` with the operator's spatial LoRA ``lora`` ("" or "none": without)."""
         from ..generators import load_generator
 
+        lora = "" if lora in ("", NO_LORA) else lora
+        if lora and lora not in self.loras:
+            raise DemoInputError(f"Unknown spatial LoRA {lora[:40]!r}; pick one from the list.")
         key = (method, lora)
-        if key not in self._generators:
-            generator = load_generator(method, self.model, device=self.device)
-            if lora:
-                from ..esplora import apply_spatial_lora
+        if key in self._generators:
+            self._generators.move_to_end(key)
+            return self._generators[key]
+        generator = load_generator(method, self.model, device=self.device)
+        if lora:
+            from ..esplora import apply_spatial_lora
 
-                apply_spatial_lora(generator.pipe, lora, 1.0, self.model)
-            self._generators[key] = generator
-        return self._generators[key]
+            apply_spatial_lora(generator.pipe, str(self.loras[lora]), 1.0, self.model)
+        self._generators[key] = generator
+        while len(self._generators) > MAX_GENERATORS:
+            self._generators.popitem(last=False)
+        return generator
 
     def tokenizer(self) -> Any:
         return self.generator("sd").pipe.tokenizer
@@ -145,6 +181,8 @@ def describe_prompt(prompt: str, models: DemoModels) -> str:
 
     if not prompt or not prompt.strip():
         return "Type a prompt; a relation such as *to the left of* or *in front of* can be guided."
+    if len(prompt) > MAX_PROMPT_CHARS:
+        return f"The prompt is {len(prompt)} characters long; keep it to {MAX_PROMPT_CHARS}."
     lines = []
     triplet = parse_triplet(prompt)
     if triplet is None:
@@ -213,9 +251,11 @@ def generate(request: DemoRequest, models: DemoModels, on_step: Callable[[int, i
     prompt, note = _rewrite(models, request)
     settings = _settings(request).validate()
     try:
-        check_prompts(generator.pipe, [prompt], strict=request.strict)
+        check_prompts(generator.pipe, [prompt], strict=request.strict, guided=generator.guided)
     except ValueError as error:
-        raise DemoInputError(str(error).replace("drop --strict", "untick 'strict'")) from error
+        message = str(error).replace("drop --strict", "untick 'strict'")
+        message = message.replace("use --method sd", "choose Stable Diffusion")
+        raise DemoInputError(message) from error
     jobs = [(prompt, request.seed + k) for k in range(request.images)]
     size = prepare_sampling(generator, [prompt], settings, len(jobs), request.strict)
     total = settings.steps
@@ -297,15 +337,12 @@ def _checked_upload(image: Any, what: str) -> Image.Image:
 
 def _held_ildm(models: DemoModels, job: str) -> Any:
     """The I-LDM pipeline, refused when its training never held a domain clean (it cannot do ``job``)."""
-    from ..models.pipeline import model_card
+    from ..ildm.held_jobs import held_job_refusal
 
     pipe = models.generator("ildm").pipe
-    training = model_card(pipe).get("training", {})
-    key = "p_image_clean" if job == "read" else "p_intrinsic_clean"
-    if not training.get(key):
-        raise DemoInputError(
-            f"This I-LDM was not trained to {'read images' if job == 'read' else 'follow given maps'} ({key} = 0)."
-        )
+    refusal = held_job_refusal(pipe, job)  # type: ignore[arg-type]
+    if refusal is not None:
+        raise DemoInputError(refusal[0].upper() + refusal[1:].split(";")[0] + ".")
     return pipe
 
 

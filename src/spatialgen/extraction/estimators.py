@@ -34,6 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..hub import check_model_source
+
 Batch = np.ndarray  # (B, H, W, 3) uint8
 
 DEPTH_CHOICES = "scenes, ilora[:FOLDER], a transformers depth model (folder or hub id), none"
@@ -126,7 +128,7 @@ def marigold_normals(path: str, device: str = "cpu", steps: int = 4) -> Callable
 
     _check_class(path, ("MarigoldNormalsPipeline",), "Marigold normals pipeline", "model_index.json")
     dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
-    pipe = MarigoldNormalsPipeline.from_pretrained(path, torch_dtype=dtype).to(device)
+    pipe = MarigoldNormalsPipeline.from_pretrained(path, torch_dtype=dtype, use_safetensors=True).to(device)
     pipe.set_progress_bar_config(disable=True)
 
     def run(images: Batch) -> np.ndarray:
@@ -163,7 +165,7 @@ def normal_estimator(spec: str, device: str = "cpu") -> Callable[[Batch, np.ndar
         run = _extractor(kind, rest, "normal", device)
         return lambda images, disparity: run(images)
     if kind == "marigold" and rest:
-        run = marigold_normals(rest, device)
+        run = marigold_normals(check_model_source(rest, "--normal marigold:"), device)
         return lambda images, disparity: run(images)
     raise ValueError(f"unknown --normal {spec!r}; choose one of {NORMAL_CHOICES}")
 
@@ -173,7 +175,7 @@ def panoptic_segmentation(path: str, device: str = "cpu") -> Callable[[Batch], n
     from transformers import AutoImageProcessor, AutoModelForUniversalSegmentation
 
     _check_class(path, ("Mask2Former", "MaskFormer", "OneFormer"), "universal-segmentation model")
-    model = AutoModelForUniversalSegmentation.from_pretrained(path).to(device).eval()
+    model = AutoModelForUniversalSegmentation.from_pretrained(path, use_safetensors=True).to(device).eval()
     processor = AutoImageProcessor.from_pretrained(path)
     extra = {"task_inputs": ["panoptic"]} if "oneformer" in type(model).__name__.lower() else {}
 
@@ -199,7 +201,7 @@ def sam_segmentation(path: str, device: str = "cpu", grid: int = 4) -> Callable[
     from transformers import SamModel, SamProcessor
 
     _check_class(path, ("SamModel", "sam"), "SAM model")
-    model = SamModel.from_pretrained(path).to(device).eval()
+    model = SamModel.from_pretrained(path, use_safetensors=True).to(device).eval()
     processor = SamProcessor.from_pretrained(path)
 
     @torch.no_grad()
@@ -227,9 +229,9 @@ def segmentation_estimator(spec: str, device: str = "cpu") -> Callable[[Batch], 
     if spec == "none":
         return None
     if kind == "panoptic" and rest:
-        return panoptic_segmentation(rest, device)
+        return panoptic_segmentation(check_model_source(rest, "--segmentation panoptic:"), device)
     if kind == "sam" and rest:
-        return sam_segmentation(rest, device)
+        return sam_segmentation(check_model_source(rest, "--segmentation sam:"), device)
     raise ValueError(f"unknown --segmentation {spec!r}; choose one of {SEGMENTATION_CHOICES}")
 
 

@@ -9,8 +9,8 @@ of the image with :mod:`spatialgen.intrinsic_files` (``NAME.depth.png`` 16-bit, 
 
 from __future__ import annotations
 
+import io
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..fileio import atomic_write_bytes
+from ..image_files import UnreadableImage, read_image
 from ..intrinsic_files import is_map_file, map_path, save_maps
 from .adapters import CARD, read_card
 from .model import IntrinsicLoRAModel
@@ -137,8 +139,8 @@ class IntrinsicExtractor:
     def _load_ildm(
         cls, intrinsics: str | Sequence[str], model: str, device: str, **predict_options: Any
     ) -> IntrinsicExtractor:
+        from ..ildm.held_jobs import held_job_refusal
         from ..ildm.pipeline import load_ildm_pipeline
-        from ..models.pipeline import model_card
 
         parts = intrinsics.split(",") if isinstance(intrinsics, str) else list(intrinsics)
         names = tuple(dict.fromkeys(part.strip() for part in parts if part.strip()))
@@ -146,12 +148,9 @@ class IntrinsicExtractor:
         if unknown or not names:
             raise ValueError(f"I-LDM reads {', '.join(ILDM_MAPS)}; got {list(names)} (set --intrinsics)")
         pipe = load_ildm_pipeline(model, device)
-        card = model_card(pipe)
-        if str(model) == "embedded" and not card.get("training", {}).get("p_image_clean"):
-            raise ValueError(
-                "this embedded I-LDM was not trained to read images (p_image_clean = 0); "
-                "train one with `spatialgen train ildm --p-image-clean 0.2` and pass --model RUN/pipeline"
-            )
+        refusal = held_job_refusal(pipe, "read")
+        if refusal is not None:
+            raise ValueError(refusal)
         return cls(names, ildm=pipe, predict_options=predict_options)
 
     @property
@@ -194,9 +193,10 @@ class IntrinsicExtractor:
 @dataclass
 class ExtractionReport:
     written: int = 0
-    skipped: int = 0
+    skipped: int = 0  # already done (a resume)
     resized: int = 0
     out: Path | None = None
+    unreadable: list[str] = field(default_factory=list)  # "NAME: why", skipped like `--source` skips them
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
@@ -238,25 +238,26 @@ def extract_folder(
     if progress is not None:
         progress(report.skipped)
     for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        opened = []
-        for path, _ in chunk:
+        chunk, opened = [], []
+        for path, target in todo[start : start + batch_size]:
             try:
-                with Image.open(path) as im:
-                    im.load()
-                    opened.append(im.copy())
-            except OSError as error:
-                raise ValueError(f"{path} is not a readable image ({error}); remove it or fix it") from error
-        for (path, target), im, maps in zip(chunk, opened, extractor.extract(opened), strict=True):
+                opened.append(read_image(path, path.name))
+                chunk.append((path, target))
+            except UnreadableImage as error:  # one bad file of 100,000 must not stop the rest
+                report.unreadable.append(f"{path.name}: {error}")
+        for (path, target), im, maps in zip(chunk, opened, extractor.extract(opened) if opened else [], strict=True):
             if im.size != (extractor.resolution, extractor.resolution):
                 report.resized += 1
+            save_maps(target, maps)
+            # The image copy is written last, and atomically: a resume trusts a folder holding it and its maps.
             if not target.is_file():
                 if path.suffix.lower() == ".png":
-                    shutil.copyfile(path, target)
+                    atomic_write_bytes(target, path.read_bytes())
                 else:
-                    to_rgb(im).save(target)
-            save_maps(target, maps)
+                    buffer = io.BytesIO()
+                    to_rgb(im).save(buffer, format="PNG")
+                    atomic_write_bytes(target, buffer.getvalue())
             report.written += 1
         if progress is not None:
-            progress(len(chunk))
+            progress(len(todo[start : start + batch_size]))
     return report

@@ -163,6 +163,10 @@ def load_pipeline(
             pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
         return pipe.to(device)
+    if not local:
+        from ..hub import check_model_source
+
+        check_model_source(location, "--model")  # seconds, not a minute of retries, when the hub is out of reach
     try:
         with warnings.catch_warnings():  # newer diffusers renamed torch_dtype to dtype; older ones know only the former
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)

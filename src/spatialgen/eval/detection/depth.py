@@ -80,4 +80,6 @@ def load_depth_estimator(name_or_path: str, device: str = "cpu") -> DepthEstimat
         from ..scene.scene_estimator import SceneEstimator
 
         return SceneDepth(SceneEstimator.load(device=check_device(device)))
-    return TransformersDepth.from_pretrained(name_or_path, device)
+    from ...hub import check_model_source
+
+    return TransformersDepth.from_pretrained(check_model_source(name_or_path, "--depth"), device)

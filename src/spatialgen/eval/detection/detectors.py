@@ -185,6 +185,7 @@ def load_detector(name_or_path: str, device: str = "cpu") -> Any:
     """``scenes`` (the embedded recogniser), ``owlvit`` (google/owlvit-base-patch32, VISOR's) or a path / hub id."""
     if name_or_path == "scenes":
         return SceneDetector(SceneRecogniser.load(device=check_device(device)))
-    if name_or_path == "owlvit":
-        return OwlViTDetector.from_pretrained("google/owlvit-base-patch32", device=device)
-    return OwlViTDetector.from_pretrained(name_or_path, device=device)
+    from ...hub import check_model_source
+
+    source = "google/owlvit-base-patch32" if name_or_path == "owlvit" else name_or_path
+    return OwlViTDetector.from_pretrained(check_model_source(source, "--detector"), device=device)

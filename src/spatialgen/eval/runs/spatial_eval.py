@@ -20,12 +20,12 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..scorers import geneval, relations3d, t2i_compbench, visor
 from ..detection.depth import DepthEstimator
 from ..detection.detections import Detector, ObjectDetection
+from ..prompts.spatial_prompts import RELATIONS_2D, RELATIONS_3D, SpatialPrompt, spatial_prompt_of
+from ..scorers import geneval, relations3d, t2i_compbench, visor
 from .image_sets import EvalImage
 from .run_folder import RunFolder
-from ..prompts.spatial_prompts import RELATIONS_2D, RELATIONS_3D, SpatialPrompt, spatial_prompt_of
 
 logger = logging.getLogger(__name__)
 
